@@ -1,0 +1,51 @@
+import {
+  createPool,
+  createTypeParserPreset,
+  type DatabasePool,
+  type Interceptor,
+  type QueryResultRow,
+  SchemaValidationError,
+  sql,
+} from 'slonik';
+
+export { sql };
+export type { DatabasePool };
+
+/**
+ * Validates every row of a typed query (`sql.type(zodSchema)`) against its schema.
+ * Without it, slonik's types are a promise nobody checks.
+ */
+export const resultParserInterceptor = (): Interceptor => ({
+  name: 'result-parser',
+  transformRowAsync: async (context, query, row) => {
+    const parser = context.resultParser;
+    if (!parser) return row;
+    const result = await parser['~standard'].validate(row);
+    if (result.issues) throw new SchemaValidationError(query, row, result.issues);
+    return result.value as QueryResultRow;
+  },
+});
+
+export interface PoolOptions {
+  readonly maxPoolSize?: number;
+  readonly statementTimeoutMs?: number;
+}
+
+export async function createDatabasePool(url: string, options: PoolOptions = {}): Promise<DatabasePool> {
+  const typeParsers = [
+    ...createTypeParserPreset().filter((parser) => parser.name !== 'timestamptz'),
+    // Dates as Date objects rather than epoch numbers.
+    { name: 'timestamptz', parse: (value: string) => new Date(value) },
+  ];
+  return createPool(url, {
+    interceptors: [resultParserInterceptor()],
+    typeParsers,
+    maxPoolSize: options.maxPoolSize ?? 20,
+    statementTimeout: options.statementTimeoutMs ?? 30_000,
+    idleInTransactionSessionTimeout: 60_000,
+    // A serialization failure inside a ledger transaction must surface, not be silently replayed.
+    transactionRetryLimit: 0,
+    queryRetryLimit: 0,
+    captureStackTrace: false,
+  });
+}
