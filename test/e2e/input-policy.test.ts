@@ -1,0 +1,134 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { credits, limitParam } from '../../src/http/schemas.js';
+import { createTestApp, type TestApp } from '../support/app.js';
+
+/**
+ * The input policy of API §1, on a probe route registered through the real app (same plugins,
+ * same validator, same error handler as every real route).
+ */
+let t: TestApp;
+const received: unknown[] = [];
+
+beforeAll(async () => {
+  t = await createTestApp({
+    beforeReady: (app: FastifyInstance) => {
+      app.withTypeProvider<ZodTypeProvider>().post(
+        '/__probe',
+        {
+          schema: {
+            body: z.strictObject({ amount: credits, note: z.string().max(20).optional() }),
+            querystring: z.strictObject({ limit: limitParam }),
+          },
+        },
+        async (request) => {
+          received.push(request.body);
+          return { ok: true, amount: request.body.amount, limit: request.query.limit };
+        },
+      );
+      app.get('/__boom', async () => {
+        throw new Error('relation "secret_table" does not exist');
+      });
+    },
+  });
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+const post = (payload: string, url = '/__probe', contentType = 'application/json') =>
+  t.app.inject({ method: 'POST', url, payload, headers: { 'content-type': contentType } });
+
+describe('strict input (API §1)', () => {
+  it('accepts a valid body and applies query defaults', async () => {
+    const response = await post('{"amount":5}');
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toEqual({ ok: true, amount: 5, limit: 50 });
+  });
+
+  it.each([
+    ['a string for a number', '{"amount":"100"}'],
+    ['true for 1', '{"amount":true}'],
+    ['1e300', '{"amount":1e300}'],
+    ['an unsafe integer', '{"amount":9007199254740993}'],
+    ['a fraction', '{"amount":1.5}'],
+    ['zero', '{"amount":0}'],
+    ['a negative number', '{"amount":-5}'],
+    ['an absurd amount', '{"amount":1000000001}'],
+    ['an unknown property', '{"amount":5,"user_id":"someone-else"}'],
+    ['a missing property', '{}'],
+    ['null', 'null'],
+    ['an array', '[1]'],
+  ])('rejects %s with 400 validation_failed listing the field', async (_label, payload) => {
+    const before = received.length;
+    const response = await post(payload);
+    expect(response.statusCode).toBe(400);
+    const body = response.json();
+    expect(body.code).toBe('validation_failed');
+    expect(Array.isArray(body.errors)).toBe(true);
+    expect(body.errors.length).toBeGreaterThan(0);
+    expect(received.length).toBe(before);
+  });
+
+  it('names each bad field', async () => {
+    const response = await post('{"amount":"1","note":7}');
+    expect(response.statusCode).toBe(400);
+    const paths = response.json().errors.map((error: { path: string }) => error.path).sort();
+    expect(paths).toEqual(['amount', 'note']);
+  });
+
+  it('malformed JSON → 400 validation_failed, never 500', async () => {
+    const response = await post('{"amount": 5');
+    expect(response.statusCode).toBe(400);
+    expect(response.json().code).toBe('validation_failed');
+  });
+
+  it('__proto__ pollution attempts are refused', async () => {
+    const response = await post('{"amount":5,"__proto__":{"admin":true}}');
+    expect(response.statusCode).toBe(400);
+  });
+
+  it.each([['abc'], ['0'], ['201'], ['1.5'], ['-1']])('query limit=%s → 400', async (limit) => {
+    const response = await post('{"amount":5}', `/__probe?limit=${limit}`);
+    expect(response.statusCode).toBe(400);
+    expect(response.json().code).toBe('validation_failed');
+    expect(response.json().errors[0].path).toBe('querystring.limit');
+  });
+
+  it('an unknown query parameter → 400', async () => {
+    const response = await post('{"amount":5}', '/__probe?sort=amount;DROP TABLE x');
+    expect(response.statusCode).toBe(400);
+  });
+
+  it('a body over the limit → 413 payload_too_large', async () => {
+    const response = await post(JSON.stringify({ amount: 5, note: 'x'.repeat(100_000) }));
+    expect(response.statusCode).toBe(413);
+    expect(response.json().code).toBe('payload_too_large');
+  });
+
+  it('a non-JSON content type → 415', async () => {
+    const response = await post('<amount>5</amount>', '/__probe', 'text/xml');
+    expect(response.statusCode).toBe(415);
+    expect(response.headers['content-type']).toMatch(/problem\+json/);
+  });
+
+  it('a 5xx never leaks internals; its detail names the request id', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/__boom', headers: { 'x-request-id': 'trace-me' } });
+    expect(response.statusCode).toBe(500);
+    const body = response.json();
+    expect(body.code).toBe('internal_error');
+    expect(body.detail).toContain('trace-me');
+    expect(response.body).not.toContain('secret_table');
+  });
+
+  it('the app refuses to register a route whose body schema is not strict', async () => {
+    const { buildApp } = await import('../../src/app.js');
+    const app = await buildApp(t.deps);
+    expect(() =>
+      app.withTypeProvider<ZodTypeProvider>().post('/loose', { schema: { body: z.object({ amount: credits }) } }, async () => ({})),
+    ).toThrow(/strictObject/);
+    await app.close();
+  });
+});

@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { createPostgresEventStore } from '../../src/adapters/postgres-event-store/event-store.js';
+import { buildApp } from '../../src/app.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { type Clock, systemClock } from '../../src/core/clock.js';
+import type { EventStore } from '../../src/core/event-store.js';
+import type { AppDeps } from '../../src/http/deps.js';
+import { buildDeps } from '../../src/services.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+export interface TestApp {
+  readonly app: FastifyInstance;
+  readonly deps: AppDeps;
+  readonly db: TestDatabase;
+  readonly eventStore: EventStore;
+  readonly secrets: { access: string; refresh: string };
+  /** Creates a user and a session and returns a valid access token for them. */
+  signIn(input?: { email?: string; role?: 'user' | 'admin' | 'auditor' }): Promise<{ userId: string; token: string; sessionId: string }>;
+  close(): Promise<void>;
+}
+
+export const testSecret = () => randomBytes(32).toString('base64url');
+
+/** The real app on a fresh real Postgres database, with the Postgres event store. */
+export async function createTestApp(
+  options: {
+    env?: Record<string, string>;
+    clock?: Clock;
+    config?: Partial<Config>;
+    /** Extra routes for tests of cross-cutting behaviour, registered before the app is ready. */
+    beforeReady?: (app: FastifyInstance) => void | Promise<void>;
+  } = {},
+): Promise<TestApp> {
+  const db = await createTestDatabase();
+  const secrets = { access: testSecret(), refresh: testSecret() };
+  const config: Config = {
+    ...loadConfig({ NODE_ENV: 'test', JWT_ACCESS_SECRET: secrets.access, JWT_REFRESH_SECRET: secrets.refresh, ...options.env }),
+    databaseUrl: db.url,
+    ...options.config,
+  };
+  const eventStore = createPostgresEventStore({ pool: db.pool });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const deps = buildDeps({ config, logger, pool: db.pool, eventStore, clock: options.clock ?? systemClock, secrets });
+  const app = await buildApp(deps);
+  await options.beforeReady?.(app);
+  await app.ready();
+  let counter = 0;
+  return {
+    app,
+    deps,
+    db,
+    eventStore,
+    secrets,
+    async signIn(input = {}) {
+      counter += 1;
+      const user = await deps.users.create({
+        email: input.email ?? `user${counter}-${randomBytes(3).toString('hex')}@example.com`,
+        role: input.role ?? 'user',
+      });
+      const session = await deps.sessions.open({ userId: user.id, now: deps.clock.now() });
+      const token = await deps.accessTokens.sign({
+        userId: user.id,
+        email: user.email,
+        tier: user.tier,
+        role: user.role,
+        sessionId: session.id,
+      });
+      return { userId: user.id, token, sessionId: session.id };
+    },
+    async close() {
+      await app.close();
+      await eventStore.close();
+      await db.drop();
+    },
+  };
+}
