@@ -57,10 +57,12 @@ export const authPlugin = fp(async (app: FastifyInstance) => {
     }
     const now = app.deps.clock.now();
     const found = await app.deps.sessions.principal(claims.userId, claims.sessionId, now);
-    if (!found || found.session_revoked || found.session_expired) {
+    if (!found) throw new ApiError('invalid_token', 'The session of this access token has ended.', {}, challenge('invalid_token'));
+    // A deactivated user hears so (API §3), whatever became of the session.
+    if (!found.is_active) throw new ApiError('user_inactive', 'This account has been deactivated.');
+    if (found.session_revoked || found.session_expired) {
       throw new ApiError('invalid_token', 'The session of this access token has ended.', {}, challenge('invalid_token'));
     }
-    if (!found.is_active) throw new ApiError('user_inactive', 'This account has been deactivated.');
     // The role comes from the database, not the (possibly stale) token.
     request.principal = { userId: found.user_id, email: found.email, role: found.role, sessionId: claims.sessionId };
   });
