@@ -1,57 +1,79 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Clock } from './clock.js';
 import {
   type EventStore,
   type JsonObject,
+  type NewEvent,
   type Position,
   type RecordedEvent,
   WrongExpectedRevisionError,
 } from './event-store.js';
-import { chainEvents, GENESIS_HASH, recordedHash, uuidV5 } from './hash-chain.js';
+import { canonicalJson, chainEvents, GENESIS_HASH, recordedHash, uuidV5 } from './hash-chain.js';
 
 /**
  * load → decide → append with the expected revision → on conflict catch up and decide again.
  *
- * Decided state is cached per stream with its revision, so a command on a stream of 100,000 events
- * costs what it costs on a fresh one: catching up reads only the events after the cached revision.
- * Commands on one stream are serialised inside this process (no self-inflicted conflicts); across
- * processes the expected revision decides, and the loser catches up and decides again (bounded,
- * jittered retries).
+ * - Decided state is cached per stream with its revision, so a command on a stream of 100,000 events
+ *   costs what it costs on a fresh one: catching up reads only the events after the cached revision.
+ * - Commands on one stream are queued inside this process (no self-inflicted conflicts). While an
+ *   append is in flight, the commands that arrive queue up; the next round decides all of them in
+ *   order, each on the state its predecessors left, and appends their events in ONE append (one
+ *   commit): a hot stream's throughput grows with its load instead of being one commit per command.
+ *   Every command of a round is answered only after that append succeeded (or failed).
+ * - Across processes the expected revision decides; the loser catches up and decides again (bounded,
+ *   jittered retries).
+ * - A decision that appends nothing (a rejection, an idempotent replay) is never checked by an expected
+ *   revision, so it is re-decided on a caught-up state when the cache might be stale.
  *
- * `evolve` may update the state in place: the handler evolves only after a successful append and
- * never hands the cached state to anything that keeps it.
+ * `evolve` updates the state in place. A round evolves the cached state speculatively while it decides,
+ * so when its append fails (conflict or unknown outcome) the cached state is thrown away and reloaded
+ * from the store; nothing speculative is ever answered.
  */
+
+export interface EvolveInput {
+  readonly type: string;
+  readonly data: JsonObject;
+  readonly metadata: JsonObject;
+  readonly revision: bigint;
+  /** Unknown while a round is being decided; `recorded` supplies it after the append. */
+  readonly position?: Position | undefined;
+}
 
 export interface StreamDecider<State, Command, Decision> {
   initialState(): State;
-  evolve(state: State, event: { type: string; data: JsonObject; metadata: JsonObject; revision: bigint; position: Position }): State;
+  evolve(state: State, event: EvolveInput): State;
   decide(command: Command, state: State, now: Date): Decision;
   /** The events a decision appends (none for rejections and replays). */
   eventsOf(decision: Decision): readonly { type: string; data: JsonObject }[];
+  /** After an append: the events as recorded (with positions), already evolved without them. */
+  recorded?(state: State, events: readonly RecordedEvent[]): void;
 }
 
 export interface HandleOptions {
   /** Stamped on every appended event (before the hash chain fields). */
   readonly metadata?: JsonObject;
   /** Seeds deterministic event ids (with the stream and expected revision), so a blind retry of the same append is deduplicated by the store. */
-  readonly idempotencyKey?: string;
+  readonly idempotencyKey?: string | undefined;
 }
 
 export interface HandleResult<State, Decision> {
   readonly decision: Decision;
-  /** The events this call appended, as recorded (empty for rejections and replays). */
+  /** The events this command appended, as recorded (empty for rejections and replays). */
   readonly appended: readonly RecordedEvent[];
-  /** The stream's state after the decision (owned by the cache: read it, do not keep or change it). */
+  /** The stream's state after the round (owned by the cache: read it at once, do not keep or change it). */
   readonly state: State;
-  /** Revision of the stream's last event after the decision (-1n: no stream). */
+  /** Revision of this command's last event, or of the stream when it appended nothing (-1n: no stream). */
   readonly revision: bigint;
-  /** Position of the last appended event, if any. */
+  /** Position of this command's last appended event, if any. */
   readonly position: Position | null;
 }
 
 export class ConcurrencyConflictError extends Error {
   readonly code = 'concurrency_conflict' as const;
-  constructor(readonly streamId: string, readonly attempts: number) {
+  constructor(
+    readonly streamId: string,
+    readonly attempts: number,
+  ) {
     super(`gave up on ${streamId} after ${attempts} conflicting attempts`);
     this.name = 'ConcurrencyConflictError';
   }
@@ -69,10 +91,12 @@ export interface CommandHandlerOptions<State, Command, Decision> {
   readonly decider: StreamDecider<State, Command, Decision>;
   readonly clock: Clock;
   /** Streams kept in memory (least recently used are dropped). */
-  readonly cacheSize?: number;
+  readonly cacheSize?: number | undefined;
   readonly maxAttempts?: number;
+  /** Most commands decided and appended together in one round. Default 100. */
+  readonly maxBatch?: number;
   /** Hooks for metrics. */
-  readonly onAppend?: (streamId: string, events: number) => void;
+  readonly onAppend?: (streamId: string, events: number, commands: number) => void;
   readonly onConflict?: (streamId: string) => void;
   /** Namespace UUID for deterministic event ids. */
   readonly idNamespace?: string;
@@ -89,36 +113,50 @@ export interface CommandHandler<State, Command, Decision> {
   invalidate(streamId: string): void;
 }
 
+type Job<State, Command, Decision> =
+  | {
+      readonly kind: 'command';
+      readonly command: Command;
+      readonly options: HandleOptions;
+      readonly resolve: (result: HandleResult<State, Decision>) => void;
+      readonly reject: (error: unknown) => void;
+    }
+  | {
+      readonly kind: 'load';
+      readonly resolve: (result: { state: State; revision: bigint }) => void;
+      readonly reject: (error: unknown) => void;
+    };
+
+type CommandJob<State, Command, Decision> = Extract<Job<State, Command, Decision>, { kind: 'command' }>;
+
+/** One command's part of a round. */
+interface Decided<State, Command, Decision> {
+  readonly job: CommandJob<State, Command, Decision>;
+  readonly decision: Decision;
+  /** Index of its first event in the round's append, and how many. */
+  readonly first: number;
+  readonly count: number;
+  /** Stream revision after its events (or when it was decided, if it has none). */
+  readonly revision: bigint;
+}
+
 export function createCommandHandler<State, Command, Decision>(
   options: CommandHandlerOptions<State, Command, Decision>,
 ): CommandHandler<State, Command, Decision> {
   const { eventStore, decider, clock } = options;
   const cacheSize = options.cacheSize ?? 10_000;
   const maxAttempts = options.maxAttempts ?? 8;
+  const maxBatch = options.maxBatch ?? 100;
   const namespace = options.idNamespace ?? DEFAULT_NAMESPACE;
   const cache = new Map<string, Entry<State>>();
-  const queues = new Map<string, Promise<unknown>>();
+  const queues = new Map<string, Job<State, Command, Decision>[]>();
   let tick = 0;
-
-  /** Runs `work` after every earlier call for the same stream has finished. */
-  const serialised = <T>(streamId: string, work: () => Promise<T>): Promise<T> => {
-    const previous = queues.get(streamId) ?? Promise.resolve();
-    const next = previous.then(work, work);
-    const settled = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    queues.set(streamId, settled);
-    void settled.then(() => {
-      if (queues.get(streamId) === settled) queues.delete(streamId);
-    });
-    return next;
-  };
 
   const evict = () => {
     if (cache.size <= cacheSize) return;
-    // Drop the least recently used tenth at once, so eviction is rare and cheap.
-    const entries = [...cache.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+    // Drop the least recently used tenth at once, so eviction is rare and cheap. Streams with queued
+    // work are in use and stay.
+    const entries = [...cache.entries()].filter(([streamId]) => !queues.has(streamId)).sort((a, b) => a[1].lastUsed - b[1].lastUsed);
     for (const [streamId] of entries.slice(0, Math.max(1, Math.floor(cacheSize / 10)))) cache.delete(streamId);
   };
 
@@ -160,74 +198,165 @@ export function createCommandHandler<State, Command, Decision>(
     return entry;
   };
 
-  const eventIdsFor = (streamId: string, expected: bigint, count: number, key: string | undefined) =>
-    Array.from({ length: count }, (_, index) =>
-      key === undefined ? randomUUID() : uuidV5(`${streamId}\u0000${key}\u0000${expected}\u0000${index}`, namespace),
+  /**
+   * Deterministic ids for keyed commands: stream + key + expected revision + position in the batch +
+   * the event's content. A blind re-append of the very same events is deduplicated by the store; a
+   * *different* decision under the same key (another process deciding the same request concurrently)
+   * gets other ids, so it conflicts, catches up and is answered from the first one's record instead of
+   * being mistaken for it.
+   */
+  const eventIdsFor = (streamId: string, expected: bigint, events: readonly { type: string; data: JsonObject }[], key: string | undefined) =>
+    events.map((event, index) =>
+      key === undefined
+        ? randomUUID()
+        : uuidV5(
+            `${streamId}\u0000${key}\u0000${expected}\u0000${index}\u0000${createHash('sha256').update(`${event.type}\u0000${canonicalJson(event.data)}`).digest('hex')}`,
+            namespace,
+          ),
     );
 
-  const handleOnce = async (streamId: string, command: Command, handleOptions: HandleOptions) => {
-    let entry = cache.get(streamId) ?? (await catchUp(streamId));
+  /**
+   * Decides the jobs in order on the cached state (evolving it speculatively) and appends all their
+   * events at once. Answers every job, or throws (then no job was answered).
+   */
+  const runRound = async (streamId: string, jobs: CommandJob<State, Command, Decision>[]): Promise<void> => {
+    const cached = cache.get(streamId);
+    let entry = cached ?? (await catchUp(streamId));
+    let fresh = cached === undefined;
     for (let attempt = 1; ; attempt += 1) {
-      const decision = decider.decide(command, entry.state, clock.now());
-      const newEvents = decider.eventsOf(decision);
-      if (newEvents.length === 0) {
-        entry.lastUsed = ++tick;
-        return { decision, appended: [], state: entry.state, revision: entry.revision, position: null };
+      const baseRevision = entry.revision;
+      const baseHash = entry.lastHash;
+      const decided: Decided<State, Command, Decision>[] = [];
+      const pending: (NewEvent & { metadata: JsonObject })[] = [];
+      let revision = baseRevision;
+      let speculative = false;
+      let restart = false;
+      for (const job of jobs) {
+        const decision = decider.decide(job.command, entry.state, clock.now());
+        const events = decider.eventsOf(decision);
+        if (events.length === 0 && !fresh && !speculative) {
+          // Nothing appended means nothing checks the revision: make sure the cache is current.
+          const before = entry.revision;
+          entry = await catchUp(streamId);
+          fresh = true;
+          if (entry.revision !== before) {
+            restart = true;
+            break;
+          }
+        }
+        const ids = eventIdsFor(streamId, revision, events, job.options.idempotencyKey);
+        events.forEach((event, index) => {
+          const revisionOfEvent = revision + 1n + BigInt(index);
+          const newEvent = { id: ids[index] as string, type: event.type, data: event.data, metadata: { ...(job.options.metadata ?? {}) } };
+          pending.push(newEvent);
+          // Evolve now so the next job of the round decides on the state this one leaves.
+          entry.state = decider.evolve(entry.state, { type: event.type, data: event.data, metadata: newEvent.metadata, revision: revisionOfEvent });
+          speculative = true;
+        });
+        revision += BigInt(events.length);
+        decided.push({ job, decision, first: pending.length - events.length, count: events.length, revision });
       }
-      const ids = eventIdsFor(streamId, entry.revision, newEvents.length, handleOptions.idempotencyKey);
-      const { events: chained } = chainEvents(
-        newEvents.map((event, index) => ({
-          id: ids[index] as string,
-          type: event.type,
-          data: event.data,
-          metadata: { ...(handleOptions.metadata ?? {}) },
-        })),
-        entry.lastHash,
-      );
+      if (restart) continue;
+
+      if (pending.length === 0) {
+        entry.lastUsed = ++tick;
+        for (const d of decided) d.job.resolve({ decision: d.decision, appended: [], state: entry.state, revision: d.revision, position: null });
+        return;
+      }
+
+      const { events: chained, lastHash } = chainEvents(pending, baseHash);
+      let recorded: RecordedEvent[];
       try {
         const result = await eventStore.appendToStream(streamId, chained, {
-          expectedRevision: entry.revision < 0n ? 'no_stream' : entry.revision,
+          expectedRevision: baseRevision < 0n ? 'no_stream' : baseRevision,
         });
-        options.onAppend?.(streamId, chained.length);
-        const firstRevision = result.nextExpectedRevision - BigInt(chained.length) + 1n;
-        // Positions of the earlier events of a batch are not returned by every store; read them back
-        // only when there is more than one (the last one's position is in the append result).
-        const recorded: RecordedEvent[] =
+        options.onAppend?.(streamId, chained.length, decided.filter((d) => d.count > 0).length);
+        // The append returns the last event's position only; read the batch back when it has more.
+        recorded =
           chained.length === 1
-            ? [
-                {
-                  ...(chained[0] as (typeof chained)[number]),
-                  streamId,
-                  revision: result.nextExpectedRevision,
-                  position: result.position,
-                  recordedAt: clock.now(),
-                },
-              ]
-            : await collect(eventStore.readStream(streamId, { fromRevision: firstRevision, maxCount: chained.length }));
-        for (const event of recorded) fold(entry, event);
-        entry.lastUsed = ++tick;
-        return { decision, appended: recorded, state: entry.state, revision: entry.revision, position: result.position };
-      } catch (error) {
-        if (!(error instanceof WrongExpectedRevisionError)) {
-          // Unknown outcome: forget the cached state; the next command reloads from the store.
-          cache.delete(streamId);
-          throw error;
+            ? [{ ...(chained[0] as (typeof chained)[number]), streamId, revision: result.nextExpectedRevision, position: result.position, recordedAt: clock.now() }]
+            : await collect(eventStore.readStream(streamId, { fromRevision: baseRevision + 1n, maxCount: chained.length }));
+        if (
+          recorded.length !== chained.length ||
+          recorded[recorded.length - 1]?.revision !== result.nextExpectedRevision ||
+          recorded.some((event, index) => event.id !== chained[index]?.id)
+        ) {
+          throw new Error(`${streamId}: the store holds other events than the ones appended`);
         }
+      } catch (error) {
+        // The speculative state is not the store's: forget it either way.
+        cache.delete(streamId);
+        if (!(error instanceof WrongExpectedRevisionError)) throw error; // unknown outcome
         options.onConflict?.(streamId);
         if (attempt >= maxAttempts) throw new ConcurrencyConflictError(streamId, attempt);
         await sleep(Math.random() * Math.min(50, 2 ** attempt));
         entry = await catchUp(streamId);
+        fresh = true;
+        continue;
       }
+
+      decider.recorded?.(entry.state, recorded);
+      entry.revision = revision;
+      entry.lastHash = lastHash;
+      entry.lastUsed = ++tick;
+      for (const d of decided) {
+        const appended = recorded.slice(d.first, d.first + d.count);
+        d.job.resolve({
+          decision: d.decision,
+          appended,
+          state: entry.state,
+          revision: d.revision,
+          position: appended.length > 0 ? (appended[appended.length - 1] as RecordedEvent).position : null,
+        });
+      }
+      return;
     }
   };
 
+  /** Works through a stream's queue: loads one at a time, commands in rounds of up to maxBatch. */
+  const drain = async (streamId: string): Promise<void> => {
+    const queue = queues.get(streamId);
+    if (!queue) return;
+    while (queue.length > 0) {
+      const head = queue[0] as Job<State, Command, Decision>;
+      if (head.kind === 'load') {
+        queue.shift();
+        try {
+          const entry = await catchUp(streamId);
+          head.resolve({ state: entry.state, revision: entry.revision });
+        } catch (error) {
+          head.reject(error);
+        }
+        continue;
+      }
+      let take = 0;
+      while (take < queue.length && take < maxBatch && queue[take]?.kind === 'command') take += 1;
+      const jobs = queue.splice(0, take) as CommandJob<State, Command, Decision>[];
+      try {
+        await runRound(streamId, jobs);
+      } catch (error) {
+        // The round may have evolved the cached state speculatively: never reuse it.
+        cache.delete(streamId);
+        for (const job of jobs) job.reject(error);
+      }
+    }
+    queues.delete(streamId);
+  };
+
+  const enqueue = (streamId: string, job: Job<State, Command, Decision>) => {
+    const queue = queues.get(streamId);
+    if (queue) {
+      queue.push(job);
+      return;
+    }
+    queues.set(streamId, [job]);
+    void drain(streamId);
+  };
+
   return {
-    handle: (streamId, command, handleOptions = {}) => serialised(streamId, () => handleOnce(streamId, command, handleOptions)),
-    load: (streamId) =>
-      serialised(streamId, async () => {
-        const entry = await catchUp(streamId);
-        return { state: entry.state, revision: entry.revision };
-      }),
+    handle: (streamId, command, handleOptions = {}) =>
+      new Promise((resolve, reject) => enqueue(streamId, { kind: 'command', command, options: handleOptions, resolve, reject })),
+    load: (streamId) => new Promise((resolve, reject) => enqueue(streamId, { kind: 'load', resolve, reject })),
     invalidate: (streamId) => {
       cache.delete(streamId);
     },
