@@ -54,15 +54,36 @@ const envSchema = z.object({
   EVENTSTORE_URL: optionalUrl(['esdb:', 'esdb+discover:', 'kurrentdb:', 'kurrentdb+discover:']),
   JWT_ACCESS_SECRET: secret,
   JWT_REFRESH_SECRET: secret,
+  /** Verify-only access-token secrets during rotation (comma-separated, each ≥ 32 bytes). */
+  JWT_ACCESS_SECRET_PREVIOUS: csv.refine((secrets) => secrets.every((value) => Buffer.byteLength(value) >= 32), {
+    message: 'must be comma-separated secrets of at least 32 bytes each',
+  }),
+  AUTH_RATE_LIMIT_PER_MINUTE: z
+    .string()
+    .regex(/^\d{1,6}$/, 'must be a whole number')
+    .default('20')
+    .transform(Number)
+    .refine((n) => n >= 1, 'must be at least 1'),
   GOOGLE_CLIENT_ID: csv,
   GOOGLE_CERTS_URL: optionalUrl(['http:', 'https:']),
   ADMIN_EMAILS: csv.transform((emails) => emails.map((email) => email.toLowerCase())),
   CORS_ORIGINS: csv,
   STRIPE_SECRET_KEY: optionalText,
   STRIPE_WEBHOOK_SECRET: optionalText,
+  /** Where the Stripe API is (default Stripe's own; tests point it at a local fake). */
+  STRIPE_API_URL: optionalUrl(['http:', 'https:']),
+  /** Where Stripe Checkout sends the buyer back. */
+  STRIPE_SUCCESS_URL: optionalUrl(['http:', 'https:']),
+  STRIPE_CANCEL_URL: optionalUrl(['http:', 'https:']),
   AI_PROVIDER: z.enum(['echo', 'openai']).optional(),
   AI_BASE_URL: optionalUrl(['http:', 'https:']),
   AI_API_KEY: optionalText,
+  AI_TIMEOUT_MS: z
+    .string()
+    .regex(/^\d{1,7}$/, 'must be a whole number of milliseconds')
+    .default('30000')
+    .transform(Number)
+    .refine((ms) => ms >= 100, 'must be at least 100'),
   MODEL_PRICES: optionalText,
   LOG_LEVEL: z.enum(LOG_LEVELS).optional(),
   TRUST_PROXY: optionalText,
@@ -87,16 +108,26 @@ export interface Config {
   /** Unset outside production: generated and kept under `dataDir`. */
   readonly jwtAccessSecret: string | undefined;
   readonly jwtRefreshSecret: string | undefined;
+  /** Previous access-token secrets, accepted for verification only while tokens signed with them live. */
+  readonly jwtAccessSecretsPrevious: readonly string[];
+  /** Requests per minute per IP across all /auth routes. */
+  readonly authRateLimitPerMinute: number;
   readonly googleClientIds: readonly string[];
   readonly googleCertsUrl: string | undefined;
   readonly adminEmails: readonly string[];
   readonly corsOrigins: readonly string[];
   readonly stripeSecretKey: string | undefined;
   readonly stripeWebhookSecret: string | undefined;
+  readonly stripe: {
+    readonly apiUrl: string | undefined;
+    readonly successUrl: string;
+    readonly cancelUrl: string;
+  };
   readonly ai: {
     readonly provider: 'echo' | 'openai';
     readonly baseUrl: string | undefined;
     readonly apiKey: string | undefined;
+    readonly timeoutMs: number;
   };
   readonly modelPrices: ModelPrices;
   readonly logLevel: (typeof LOG_LEVELS)[number];
@@ -166,13 +197,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventStoreUrl: e.EVENTSTORE_URL,
     jwtAccessSecret: e.JWT_ACCESS_SECRET,
     jwtRefreshSecret: e.JWT_REFRESH_SECRET,
+    jwtAccessSecretsPrevious: e.JWT_ACCESS_SECRET_PREVIOUS,
+    authRateLimitPerMinute: e.AUTH_RATE_LIMIT_PER_MINUTE,
     googleClientIds: e.GOOGLE_CLIENT_ID,
     googleCertsUrl: e.GOOGLE_CERTS_URL,
     adminEmails: e.ADMIN_EMAILS,
     corsOrigins: e.CORS_ORIGINS,
     stripeSecretKey: e.STRIPE_SECRET_KEY,
     stripeWebhookSecret: e.STRIPE_WEBHOOK_SECRET,
-    ai: { provider, baseUrl: e.AI_BASE_URL, apiKey: e.AI_API_KEY },
+    stripe: {
+      apiUrl: e.STRIPE_API_URL,
+      successUrl: e.STRIPE_SUCCESS_URL ?? `http://localhost:${e.PORT}/?purchase=success`,
+      cancelUrl: e.STRIPE_CANCEL_URL ?? `http://localhost:${e.PORT}/?purchase=cancelled`,
+    },
+    ai: { provider, baseUrl: e.AI_BASE_URL, apiKey: e.AI_API_KEY, timeoutMs: e.AI_TIMEOUT_MS },
     modelPrices,
     logLevel: e.LOG_LEVEL ?? (e.NODE_ENV === 'test' ? 'silent' : 'info'),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),

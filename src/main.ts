@@ -1,6 +1,6 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
-import { accessTokenSecrets, buildDeps, createLogger, openDatabase, openEventStore } from './services.js';
+import { accessTokenSecrets, buildDeps, createLogger, createProjector, openDatabase, openEventStore } from './services.js';
 
 /** Composition root: reads config, builds adapters, starts the server; shuts down cleanly on signals. */
 async function main() {
@@ -19,6 +19,10 @@ async function main() {
   const eventStore = openEventStore(config, database.pool, logger);
   const deps = buildDeps({ config, logger, pool: database.pool, eventStore, secrets: await accessTokenSecrets(config) });
   const app = await buildApp(deps);
+  deps.sweeper.start();
+  // The projector runs in every service process; the leader lock lets exactly one of them project.
+  const projector = createProjector(deps);
+  await projector.start();
 
   let closing = false;
   const shutdown = async (signal: string) => {
@@ -31,7 +35,9 @@ async function main() {
     }, 15_000);
     force.unref();
     try {
+      await deps.sweeper.stop();
       await app.close();
+      await projector.stop();
       await eventStore.close();
       await database.close();
       logger.info('stopped');

@@ -7,7 +7,8 @@ import { type Config, loadConfig } from '../../src/config.js';
 import { type Clock, systemClock } from '../../src/core/clock.js';
 import type { EventStore } from '../../src/core/event-store.js';
 import type { AppDeps } from '../../src/http/deps.js';
-import { buildDeps } from '../../src/services.js';
+import { buildDeps, createProjector } from '../../src/services.js';
+import type { ProjectorOptions, ProjectorRunner } from '../../projections/runner.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export interface TestApp {
@@ -16,6 +17,8 @@ export interface TestApp {
   readonly db: TestDatabase;
   readonly eventStore: EventStore;
   readonly secrets: { access: string; refresh: string };
+  /** The in-process projector (null when the test turned it off). */
+  readonly projector: ProjectorRunner | null;
   /** Creates a user and a session and returns a valid access token for them. */
   signIn(input?: { email?: string; role?: 'user' | 'admin' | 'auditor' }): Promise<{ userId: string; token: string; sessionId: string }>;
   close(): Promise<void>;
@@ -31,6 +34,10 @@ export async function createTestApp(
     config?: Partial<Config>;
     /** Extra routes for tests of cross-cutting behaviour, registered before the app is ready. */
     beforeReady?: (app: FastifyInstance) => void | Promise<void>;
+    /** Replaces some of the built dependencies (fakes, smaller tier tables). */
+    overrideDeps?: (deps: AppDeps, db: TestDatabase) => Partial<AppDeps>;
+    /** The projector runs in the app like in the service (default); `false` turns it off, an object tunes it. */
+    projector?: boolean | Partial<ProjectorOptions>;
   } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
@@ -42,10 +49,16 @@ export async function createTestApp(
   };
   const eventStore = createPostgresEventStore({ pool: db.pool });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const deps = buildDeps({ config, logger, pool: db.pool, eventStore, clock: options.clock ?? systemClock, secrets });
+  const built = buildDeps({ config, logger, pool: db.pool, eventStore, clock: options.clock ?? systemClock, secrets });
+  const deps: AppDeps = { ...built, ...options.overrideDeps?.(built, db) };
   const app = await buildApp(deps);
   await options.beforeReady?.(app);
   await app.ready();
+  const projector =
+    options.projector === false
+      ? null
+      : createProjector(deps, { lockRetryMs: 200, ...(typeof options.projector === 'object' ? options.projector : {}) });
+  await projector?.start();
   let counter = 0;
   return {
     app,
@@ -53,6 +66,7 @@ export async function createTestApp(
     db,
     eventStore,
     secrets,
+    projector,
     async signIn(input = {}) {
       counter += 1;
       const user = await deps.users.create({
@@ -70,6 +84,7 @@ export async function createTestApp(
       return { userId: user.id, token, sessionId: session.id };
     },
     async close() {
+      await projector?.stop();
       await app.close();
       await eventStore.close();
       await db.drop();

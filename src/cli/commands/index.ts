@@ -7,6 +7,10 @@ import {
   usersDeactivateCommand,
   usersRoleCommand,
 } from './identity.js';
+import { projectionsRebuildCommand, projectionsStatusCommand } from './projections.js';
+import { creditsGrantCommand } from './credits.js';
+import { seedDemoCommand } from './seed-demo.js';
+import { auditExportCommand, auditVerifyCommand } from './audit.js';
 
 /** Every CLI command (API §12). */
 export const commands: readonly CliCommand[] = [
@@ -16,4 +20,10 @@ export const commands: readonly CliCommand[] = [
   usersActivateCommand,
   usersDeactivateCommand,
   tokenCommand,
+  projectionsStatusCommand,
+  projectionsRebuildCommand,
+  creditsGrantCommand,
+  seedDemoCommand,
+  auditVerifyCommand,
+  auditExportCommand,
 ];
