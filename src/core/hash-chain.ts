@@ -7,7 +7,7 @@ import type { JsonObject, JsonValue } from './event-store.js';
  *
  *   hash = sha256_hex( canonical_json({ id, type, data, metadata: metadata without "hash" }) )
  *
- * canonical_json: JSON with object keys sorted by code point at every depth, no whitespace, strings
+ * canonical_json: JSON with object keys sorted at every depth (JavaScript's default sort: UTF-16 code units), no whitespace, strings
  * and numbers as JSON.stringify writes them. Computed when the command is decided, so it is the same
  * on every event-store adapter; an auditor can recompute it from an export with a few lines of code.
  */
