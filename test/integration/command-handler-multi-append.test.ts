@@ -95,8 +95,15 @@ describe('withMultiStreamAppends', () => {
       throw new Error('too many conflicts');
     };
     await Promise.all(Array.from({ length: 240 }, (_, i) => append(i % 2 === 0 ? one : two, streams[i % streams.length] as string)));
-    const all: RecordedEvent[] = [];
-    for await (const e of store.readAll()) if (streams.includes(e.streamId)) all.push(e);
+    // The global log shows an append once no older transaction is in flight anywhere on the server
+    // (other test files share it), so wait for it to show all of them rather than read once.
+    let all: RecordedEvent[] = [];
+    for (let tries = 0; tries < 100; tries++) {
+      all = [];
+      for await (const e of store.readAll()) if (streams.includes(e.streamId)) all.push(e);
+      if (all.length >= 240) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(all).toHaveLength(240);
     for (let i = 1; i < all.length; i++) expect(comparePositions((all[i - 1] as RecordedEvent).position, (all[i] as RecordedEvent).position)).toBeLessThan(0);
     for (const streamId of streams) {

