@@ -212,11 +212,11 @@ export async function loadLedgerFixture(pool: DatabasePool, options: FixtureOpti
     const rows: { stream_id: string; stream_revision: number; event_id: string; type: string; data: JsonObject; metadata: JsonObject }[] = [];
     batchUsers.forEach((userId, index) => {
       const template = templates[(first + index) % templateCount] as TemplateEvent[];
+      const streamId = accountStreamId(userId);
       const { events } = chainEvents(
-        template.map((event) => ({ id: randomUUID(), type: event.type, data: event.data, metadata: event.metadata })),
+        template.map((event) => ({ id: randomUUID(), type: event.type, data: event.data, metadata: { ...event.metadata, stream_id: streamId } })),
         GENESIS_HASH,
       );
-      const streamId = accountStreamId(userId);
       events.forEach((event, revision) => {
         rows.push({ stream_id: streamId, stream_revision: revision, event_id: event.id, type: event.type, data: event.data, metadata: event.metadata });
       });

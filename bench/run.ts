@@ -41,6 +41,8 @@ import {
   ledgerEventMetadata,
 } from '../src/ledger/index.js';
 import { buildDeps } from '../src/services.js';
+import { runAuditBench } from './audit.js';
+import { runReplayBench } from './ledger-replay.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -242,6 +244,9 @@ async function main() {
     const projectionResults = await projectionBench({ databaseUrl: db.url, pool, eventStore });
     await eventStore.close();
     await pool.end();
+    log('bench: ledger replay (bench/ledger-replay.ts)');
+    const replayResults = runReplayBench();
+    const auditResults = await auditBench();
 
     const results = {
       spend_per_s: round(spend_per_s, 1),
@@ -270,6 +275,8 @@ async function main() {
       event_store: eventStore.name,
       duration_s: round((Date.now() - started) / 1000, 1),
       ...projectionResults,
+      ...replayResults,
+      ...auditResults,
     };
     const json = JSON.stringify(results, null, 2);
     process.stdout.write(`${json}\n`);
@@ -352,6 +359,18 @@ async function baseline(url: string): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   await pool.end();
   return count / seconds;
+}
+
+/** bench/audit.ts: `audit verify --all` over 1,000,000 events in 10,000 accounts (BENCH_SKIP_AUDIT=1 skips it). */
+async function auditBench(): Promise<Record<string, unknown>> {
+  if (process.env.BENCH_SKIP_AUDIT === '1') return {};
+  try {
+    log('bench: audit verify (bench/audit.ts)');
+    return await runAuditBench({ log });
+  } catch (error) {
+    log(`bench: audit bench failed: ${error instanceof Error ? error.message : String(error)}`);
+    return { audit_bench_error: error instanceof Error ? error.message : String(error) };
+  }
 }
 
 /** bench/projections.ts (the projections' own benchmark), when present: its keys join the report. */

@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { formatPosition, type JsonObject, type Position } from '../core/event-store.js';
 import { GENESIS_HASH } from '../core/hash-chain.js';
 import {
+  accountStreamId,
   evolve,
   initialState,
   isLedgerEventType,
@@ -45,7 +46,9 @@ export type ChainProblem =
   | 'prev_hash_mismatch'
   | 'missing_hash'
   | 'hash_mismatch'
-  | 'missing_tail';
+  | 'missing_tail'
+  /** The event says it belongs to another stream: it was copied or moved here. */
+  | 'wrong_stream';
 
 export interface ChainBreak {
   /** The first revision that is wrong (for a gap: the first missing one). */
@@ -189,11 +192,14 @@ export class StreamVerifier {
   private digest: Hash = createHash('sha256');
   private lastEventId: string | null = null;
   private lastBalancePosition: Position | null = null;
+  private readonly streamId: string;
 
   constructor(
     readonly userId: string,
     private readonly options: StreamVerifierOptions = {},
-  ) {}
+  ) {
+    this.streamId = accountStreamId(userId);
+  }
 
   /** Revision of the last event added (-1n: none), to read on from. */
   get revision(): bigint {
@@ -232,6 +238,12 @@ export class StreamVerifier {
       }
     }
     this.nextRevision = event.revision + 1n;
+    // The stream id is inside the hashed metadata, so a chain copied from another account (which
+    // would otherwise verify, every stream starting from the same genesis) is caught here.
+    const stream = event.metadata.stream_id;
+    if (stream !== this.streamId) {
+      this.breakChain(event.revision, 'wrong_stream', this.streamId, typeof stream === 'string' ? stream : null);
+    }
     const prev = event.metadata.prev_hash;
     if (prev !== this.prevHash) {
       this.breakChain(event.revision, 'prev_hash_mismatch', this.prevHash, typeof prev === 'string' ? prev : null);

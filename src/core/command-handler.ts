@@ -247,7 +247,7 @@ export function createCommandHandler<State, Command, Decision>(
         const ids = eventIdsFor(streamId, revision, events, job.options.idempotencyKey);
         events.forEach((event, index) => {
           const revisionOfEvent = revision + 1n + BigInt(index);
-          const newEvent = { id: ids[index] as string, type: event.type, data: event.data, metadata: { ...(job.options.metadata ?? {}) } };
+          const newEvent = { id: ids[index] as string, type: event.type, data: event.data, metadata: { ...(job.options.metadata ?? {}), stream_id: streamId } };
           pending.push(newEvent);
           // Evolve now so the next job of the round decides on the state this one leaves.
           entry.state = decider.evolve(entry.state, { type: event.type, data: event.data, metadata: newEvent.metadata, revision: revisionOfEvent });

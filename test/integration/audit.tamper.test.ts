@@ -114,6 +114,30 @@ describe('edited events', () => {
   });
 });
 
+describe('copied events', () => {
+  it("another account's whole chain copied into an empty account is caught: each event names its stream", async () => {
+    const { userId: source } = await account();
+    const { userId: target } = await t.signIn();
+    const from = accountStreamId(source);
+    const to = accountStreamId(target);
+    await q(sql.unsafe`
+      insert into events (stream_id, stream_revision, event_id, type, data, metadata)
+      select ${to}, stream_revision, event_id, type, data, metadata from events where stream_id = ${from} order by stream_revision`);
+    await q(sql.unsafe`insert into streams (stream_id, revision) select ${to}, revision from streams where stream_id = ${from}`);
+    // Wait until the projector has seen the copy, so verify compares like with like.
+    let result = await t.app.inject({ method: 'GET', url: `/audit/accounts/${target}/verify`, headers: { authorization: `Bearer ${auditor.token}` } });
+    for (let tries = 0; tries < 50 && result.statusCode === 503; tries++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      result = await t.app.inject({ method: 'GET', url: `/audit/accounts/${target}/verify`, headers: { authorization: `Bearer ${auditor.token}` } });
+    }
+    expect(result.statusCode).toBe(200);
+    const body = result.json();
+    expect(body.hash_chain_ok).toBe(false);
+    expect(body.first_mismatch).toMatchObject({ revision: 0, field: 'hash_chain', problem: 'wrong_stream', expected: to, actual: from });
+    tampered.push({ userId: target, revision: 0, field: /^hash_chain$/ });
+  });
+});
+
 describe('deleted events', () => {
   it('an event deleted in the middle is a gap at its revision', async () => {
     const { userId } = await account();

@@ -40,7 +40,7 @@ export function recordAccount(userId: string, ledgerEvents: readonly (LedgerEven
       id: `00000000-0000-4000-8000-${String(firstPosition + index).padStart(12, '0')}`,
       type: event.type,
       data: event.data as unknown as JsonObject,
-      metadata: { schema_version: 1, ...(event.metadata ?? {}) },
+      metadata: { schema_version: 1, stream_id: accountStreamId(userId), ...(event.metadata ?? {}) },
     })),
     GENESIS_HASH,
   );
