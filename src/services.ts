@@ -23,6 +23,7 @@ import { createPayments } from './adapters/stripe/index.js';
 import { withMultiStreamAppends } from './adapters/postgres-multi-append/index.js';
 import { createAccounts as createLedgerAccounts } from './core/accounts.js';
 import { createSweeper, ExpiryTracker } from './core/sweeper.js';
+import { createSweeperQueries } from './adapters/postgres/sweeper-queries.js';
 import { createAiGeneration } from './http/ai-generation.js';
 import { DEFAULT_CREDIT_PACKAGES, DEFAULT_TIER_TABLE } from './ledger/index.js';
 import { createLogBatches } from './activity/log-batches.js';
@@ -164,7 +165,7 @@ export function buildDeps(input: BuildDepsInput): AppDeps {
       cancelUrl: input.config.stripe.cancelUrl,
       now: () => clock.now().getTime(),
     }),
-    sweeper: createSweeper({ accounts: ledger, tracker: expiryTracker, pool, clock, logger: input.logger }),
+    sweeper: createSweeper({ accounts: ledger, tracker: expiryTracker, queries: createSweeperQueries(pool), clock, logger: input.logger }),
     projections: new ProjectionReader({ pool, eventStore, clock, metrics }),
     logBatches: createLogBatches({ pool, eventStore, clock }),
     readiness: [

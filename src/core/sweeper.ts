@@ -1,6 +1,4 @@
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
 import type { LedgerState } from '../ledger/index.js';
 import type { Accounts } from './accounts.js';
 import type { Clock } from './clock.js';
@@ -73,14 +71,22 @@ export interface Sweeper {
   stop(): Promise<void>;
 }
 
-const candidateRow = z.object({ user_id: z.string() });
-const existsRow = z.object({ ok: z.boolean() });
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * Where the sweeper finds accounts with work due beyond its in-memory tracker (after a restart, or
+ * work decided by another process), and the upkeep it does on that scan. The Postgres implementation
+ * reads the projections' read models (src/adapters/postgres/sweeper-queries.ts).
+ */
+export interface SweeperQueries {
+  /** Accounts with reservations held or lots past expiry, at most `limit`. */
+  candidates(now: Date, limit: number): Promise<string[]>;
+  /** Drops stored AI answers older than their idempotency keys can replay. */
+  pruneAiGenerations(now: Date): Promise<void>;
+}
 
 export function createSweeper(options: {
   accounts: Accounts;
   tracker: ExpiryTracker;
-  pool: DatabasePool;
+  queries: SweeperQueries;
   clock: Clock;
   logger: Logger;
   /** Pass interval. Default 5 s. */
@@ -90,7 +96,7 @@ export function createSweeper(options: {
   /** Accounts per pass. Default 1000. */
   batchSize?: number;
 }): Sweeper {
-  const { accounts, tracker, pool, clock, logger } = options;
+  const { accounts, tracker, queries, clock, logger } = options;
   const intervalMs = options.intervalMs ?? 5000;
   const readModelIntervalMs = options.readModelIntervalMs ?? 60_000;
   const batchSize = options.batchSize ?? 1000;
@@ -99,24 +105,6 @@ export function createSweeper(options: {
   let running: Promise<unknown> | null = null;
   let stopped = false;
 
-  const readModelCandidates = async (now: Date): Promise<string[]> => {
-    const present = await pool.one(sql.type(existsRow)`
-      select to_regclass('public.user_credits') is not null and to_regclass('public.credit_lots') is not null as ok`);
-    if (!present.ok) return [];
-    const rows = await pool.any(sql.type(candidateRow)`
-      select user_id from user_credits where reserved > 0
-      union
-      select user_id from credit_lots where remaining > held and expires_at <= ${now.toISOString()}::timestamptz
-      limit ${batchSize}`);
-    return rows.map((row) => row.user_id).filter((id) => UUID.test(id));
-  };
-
-  const pruneAiGenerations = async (now: Date) => {
-    // Replays of /ai/generate need the stored answer for as long as the idempotency key lives (24 h).
-    await pool.query(sql.unsafe`
-      delete from ai_generations where created_at < ${new Date(now.getTime() - 25 * 3600_000).toISOString()}::timestamptz`);
-  };
-
   const runOnce = async (runOptions: { readModels?: boolean } = {}): Promise<SweepReport> => {
     const now = clock.now();
     const candidates = new Set(tracker.dueAt(now.getTime(), batchSize));
@@ -124,8 +112,8 @@ export function createSweeper(options: {
     if (scanReadModels) {
       lastReadModelScan = now.getTime();
       try {
-        for (const userId of await readModelCandidates(now)) candidates.add(userId);
-        await pruneAiGenerations(now);
+        for (const userId of await queries.candidates(now, batchSize)) candidates.add(userId);
+        await queries.pruneAiGenerations(now);
       } catch (error) {
         logger.warn({ err: error }, 'sweeper: read-model scan failed');
       }
