@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { ProjectorRunner } from '../projections/runner.js';
-import { ConfigError, loadConfig } from './config.js';
+import { configOrExit, exitCleanlyOnSignals } from './process.js';
 import { createLogger, openDatabase, openEventStore } from './services.js';
 
 /**
@@ -9,43 +9,13 @@ import { createLogger, openDatabase, openEventStore } from './services.js';
  * second when the leader dies.
  */
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${error.message}\n`);
-      process.exit(2);
-    }
-    throw error;
-  }
+  const config = configOrExit();
   const logger = createLogger(config).child({ component: 'projector' });
   const database = await openDatabase(config, logger);
   const eventStore = openEventStore(config, database.pool, logger);
   const projector = new ProjectorRunner({ pool: database.pool, eventStore, logger, metrics: new Registry() });
 
-  let closing = false;
-  const shutdown = async (signal: string) => {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, 'projector: stopping');
-    const force = setTimeout(() => {
-      logger.error('projector: shutdown took too long; exiting');
-      process.exit(1);
-    }, 15_000);
-    force.unref();
-    try {
-      await projector.stop();
-      await eventStore.close();
-      await database.close();
-      process.exit(0);
-    } catch (error) {
-      logger.error({ err: error }, 'projector: shutdown failed');
-      process.exit(1);
-    }
-  };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  exitCleanlyOnSignals(logger, [() => projector.stop(), () => eventStore.close(), () => database.close()]);
 
   await projector.start();
   logger.info({ instance: projector.instanceId, leader: projector.isLeader }, projector.isLeader ? 'projector: started, leading' : 'projector: started, standing by');
