@@ -90,10 +90,12 @@ export const tokenCommand: CliCommand = {
     if (!user) throw new UsageError(`no user with email ${String(values.email)}`);
     if (!user.is_active) throw new UsageError(`user ${user.email} is inactive`);
     const session = await deps.sessions.open({ userId: user.id, now: deps.clock.now(), deviceInfo: { source: 'cli' } });
+    // The tier claim is the ledger's effective tier, as at sign-in (gates never trust it anyway).
+    const { tier } = await deps.accountTiers.effectiveTier(user.id, deps.clock.now());
     const token = await deps.accessTokens.sign({
       userId: user.id,
       email: user.email,
-      tier: user.tier,
+      tier,
       role: user.role,
       sessionId: session.id,
     });
