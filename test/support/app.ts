@@ -38,6 +38,8 @@ export async function createTestApp(
     overrideDeps?: (deps: AppDeps, db: TestDatabase) => Partial<AppDeps>;
     /** The projector runs in the app like in the service (default); `false` turns it off, an object tunes it. */
     projector?: boolean | Partial<ProjectorOptions>;
+    /** Another event store than the Postgres one in the test database (e.g. EventStoreDB on the gRPC double). */
+    eventStore?: () => EventStore;
   } = {},
 ): Promise<TestApp> {
   const db = await createTestDatabase();
@@ -47,7 +49,7 @@ export async function createTestApp(
     databaseUrl: db.url,
     ...options.config,
   };
-  const eventStore = createPostgresEventStore({ pool: db.pool });
+  const eventStore = options.eventStore?.() ?? createPostgresEventStore({ pool: db.pool });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const built = buildDeps({ config, logger, pool: db.pool, eventStore, clock: options.clock ?? systemClock, secrets });
   const deps: AppDeps = { ...built, ...options.overrideDeps?.(built, db) };
