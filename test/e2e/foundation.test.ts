@@ -47,6 +47,20 @@ describe('operations', () => {
     expect([200, 302]).toContain(docs.statusCode);
   });
 
+  it('the OpenAPI document has no dangling $ref, and every operation has a summary', async () => {
+    const document = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const text = JSON.stringify(document);
+    const refs = new Set(text.match(/"\$ref":"[^"]+"/g) ?? []);
+    for (const ref of refs) {
+      const target = ref.slice('"$ref":"'.length, -1);
+      expect(target.startsWith('#/components/schemas/'), target).toBe(true);
+      expect(document.components?.schemas?.[target.split('/').pop() as string], target).toBeDefined();
+    }
+    for (const [path, operations] of Object.entries(document.paths as Record<string, Record<string, { summary?: string }>>)) {
+      for (const [method, operation] of Object.entries(operations)) expect(operation.summary, `${method} ${path}`).toBeTruthy();
+    }
+  });
+
   it('answers unknown routes with a 404 problem', async () => {
     const response = await t.app.inject({ method: 'GET', url: '/nope' });
     expect(response.statusCode).toBe(404);

@@ -30,7 +30,7 @@ const logEntry = z.strictObject({
   action: text(100).min(1),
   resource_type: text(100).nullish(),
   resource_id: text(255).nullish(),
-  metadata: z.record(z.string(), z.json()).nullish(),
+  metadata: z.record(z.string(), z.unknown()).nullish().describe("A JSON object (any shape)"),
   client_ts: text(64).nullish().describe("The launcher's own timestamp of the entry, kept as sent"),
 });
 
