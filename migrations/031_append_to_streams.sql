@@ -4,7 +4,7 @@
 -- Each append keeps exactly the semantics of append_to_stream (migrations/001_event_store.sql), which
 -- does the work; each gets its own outcome (one stream's conflict does not affect the others).
 --
--- Ordering: every stream's advisory lock is taken first, in one fixed order (sorted stream ids, so two
+-- Ordering: every stream's advisory lock is taken first, in one fixed order (sorted lock keys, so two
 -- batches cannot deadlock), BEFORE anything is written. The transaction id is assigned at the first
 -- insert, while all the locks are held; so for every stream in the batch, earlier writers of that
 -- stream got smaller transaction ids and later ones get larger: (transaction_id, global_position) order
@@ -40,7 +40,9 @@ begin
     raise exception 'append_to_streams: event arrays do not match the counts' using errcode = '22023';
   end if;
 
-  for v_stream in select distinct s from unnest(p_stream_ids) as s order by s loop
+  -- In the order of the lock keys, not of the stream ids: two streams whose ids hash alike share a
+  -- lock, and ordering by id could then take the same two locks in opposite orders.
+  for v_stream in select s from (select distinct s from unnest(p_stream_ids) as s) as d order by hashtext(s), s loop
     perform pg_advisory_xact_lock(7461002, hashtext(v_stream));
   end loop;
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { AppendResult, EventStore, NewEvent } from '../core/event-store.js';
 import { activityStreamId } from './events.js';
 
@@ -16,17 +15,8 @@ export async function recordActivity(
   return eventStore.appendToStream(activityStreamId(userId), list, { expectedRevision: 'any' });
 }
 
-const hexToBytes = (hex: string): Buffer => Buffer.from(hex.replace(/-/g, ''), 'hex');
-
-/** RFC 9562 UUIDv5 (SHA-1, name-based): the same name in the same namespace is always the same id. */
-export const uuidV5 = (name: string, namespace: string): string => {
-  const hash = createHash('sha1').update(hexToBytes(namespace)).update(name, 'utf8').digest();
-  const bytes = hash.subarray(0, 16);
-  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x50;
-  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-};
+/** RFC 9562 UUIDv5, re-exported for the activity modules. */
+export { uuidV5 } from '../core/ids.js';
 
 /** Namespace of launcher log batch event ids (uuidV5 of `<userId>:<batch_id>`). */
 export const LOG_BATCH_NAMESPACE = '5b0f3c1e-8f4e-4d6a-9a57-3c2f0d7e61a4';

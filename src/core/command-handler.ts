@@ -8,7 +8,8 @@ import {
   type RecordedEvent,
   WrongExpectedRevisionError,
 } from './event-store.js';
-import { canonicalJson, chainEvents, GENESIS_HASH, recordedHash, uuidV5 } from './hash-chain.js';
+import { canonicalJson, chainEvents, GENESIS_HASH, recordedHash } from './hash-chain.js';
+import { uuidV5 } from './ids.js';
 
 /**
  * load → decide → append with the expected revision → on conflict catch up and decide again.

@@ -51,13 +51,3 @@ export function chainEvents<E extends { id: string; type: string; data: JsonObje
 /** The hash a recorded event carries, or null when it has none. */
 export const recordedHash = (metadata: JsonObject): string | null =>
   typeof metadata.hash === 'string' ? metadata.hash : null;
-
-/** Deterministic UUID (version 5, RFC 9562) of a name within a namespace UUID. */
-export function uuidV5(name: string, namespace: string): string {
-  const ns = Buffer.from(namespace.replace(/-/g, ''), 'hex');
-  const bytes = createHash('sha1').update(Buffer.concat([ns, Buffer.from(name, 'utf8')])).digest().subarray(0, 16);
-  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x50;
-  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}

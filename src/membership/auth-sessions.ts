@@ -5,7 +5,7 @@ import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
 import type { JsonObject } from '../core/event-store.js';
 import type { Role } from './access-tokens.js';
 import { type KeysetCursor, type Page, pageOf } from './cursor.js';
-import { SESSION_TTL_DAYS } from './sessions.js';
+import { insertSession } from './sessions.js';
 
 /**
  * Sessions and their rotating refresh tokens (API §3; RFC 9700 §4.14.2).
@@ -131,13 +131,9 @@ export function createAuthSessions(pool: DatabasePool, options: { logger?: { war
   return {
     open: ({ userId, now, deviceInfo, ip, userAgent }) =>
       pool.transaction(async (tx) => {
-        const sessionId = randomUUID();
+        const { id: sessionId, expiresAt } = await insertSession(tx, { userId, now, deviceInfo, ip, userAgent });
         const refreshToken = newRefreshToken();
         const at = now.toISOString();
-        const expiresAt = new Date(now.getTime() + SESSION_TTL_DAYS * 86_400_000);
-        await tx.query(sql.unsafe`
-          insert into user_sessions (id, user_id, device_info, ip, user_agent, created_at, last_used_at, expires_at)
-          values (${sessionId}, ${userId}, ${jsonb(deviceInfo)}, ${ip}, ${userAgent}, ${at}, ${at}, ${expiresAt.toISOString()})`);
         await tx.query(sql.unsafe`
           insert into user_tokens (id, user_id, session_id, token_hash, parent_id, device_info, ip_address, user_agent, issued_at, expires_at)
           values (${randomUUID()}, ${userId}, ${sessionId}, ${hashRefreshToken(refreshToken)}, null, ${jsonb(deviceInfo)},

@@ -1,3 +1,5 @@
+import { isUuid } from '../core/ids.js';
+
 /**
  * Keyset cursors for lists ordered newest first by (created_at desc, id desc): an opaque base64url
  * of the last item's key. Opaque to clients (API §1), checked on the way in.
@@ -7,8 +9,6 @@ export interface KeysetCursor {
   readonly createdAt: Date;
   readonly id: string;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const encodeCursor = (cursor: KeysetCursor): string =>
   Buffer.from(JSON.stringify([cursor.createdAt.toISOString(), cursor.id])).toString('base64url');
@@ -24,7 +24,7 @@ export const decodeCursor = (text: string): KeysetCursor | null => {
   }
   if (!Array.isArray(value) || value.length !== 2) return null;
   const [at, id] = value as unknown[];
-  if (typeof at !== 'string' || typeof id !== 'string' || !UUID.test(id)) return null;
+  if (typeof at !== 'string' || typeof id !== 'string' || !isUuid(id)) return null;
   const createdAt = new Date(at);
   if (Number.isNaN(createdAt.getTime()) || createdAt.toISOString() !== at) return null;
   return { createdAt, id };

@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import type { SweeperQueries } from '../../core/sweeper.js';
 import { type DatabasePool, sql } from './pool.js';
+import { isUuid } from '../../core/ids.js';
 
 const candidateRow = z.object({ user_id: z.string() });
 const existsRow = z.object({ ok: z.boolean() });
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** The sweeper's questions, answered from the projections' read models. */
 export function createSweeperQueries(pool: DatabasePool): SweeperQueries {
   return {
@@ -18,7 +17,7 @@ export function createSweeperQueries(pool: DatabasePool): SweeperQueries {
         union
         select user_id from credit_lots where remaining > held and expires_at <= ${now.toISOString()}::timestamptz
         limit ${limit}`);
-      return rows.map((row) => row.user_id).filter((id) => UUID.test(id));
+      return rows.map((row) => row.user_id).filter(isUuid);
     },
     async pruneAiGenerations(now) {
       // Replays of /ai/generate need the stored answer for as long as the idempotency key lives (24 h).

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { AccessTokenError, type Role } from '../../membership/access-tokens.js';
 import { ApiError } from '../problem.js';
+import { isUuid } from '../../core/ids.js';
 
 /**
  * `app.authenticate` (a preHandler) verifies the bearer token, then checks on every request that the
@@ -25,7 +26,6 @@ declare module 'fastify' {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
 const challenge = (error: string) => ({ 'www-authenticate': `Bearer error="${error}"` });
 
@@ -52,7 +52,7 @@ export const authPlugin = fp(async (app: FastifyInstance) => {
       }
       throw error;
     }
-    if (!UUID.test(claims.userId) || !UUID.test(claims.sessionId)) {
+    if (!isUuid(claims.userId) || !isUuid(claims.sessionId)) {
       throw new ApiError('invalid_token', 'The access token is not valid.', {}, challenge('invalid_token'));
     }
     const now = app.deps.clock.now();

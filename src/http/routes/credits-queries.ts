@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { sql } from '../../adapters/postgres/pool.js';
+import { formatPosition } from '../../core/event-store.js';
 import { principalOf } from '../plugins/auth.js';
 import { awaitProjections, decodePositionCursor, encodePositionCursor } from '../read-your-writes.js';
 import { bearerSecurity, cursorParam, errorResponses, isoDate, limitParam, minPositionParam } from '../schemas.js';
@@ -118,7 +119,7 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
         total_expired: account?.total_expired ?? 0,
         expiring: lots.map((lot) => ({ lot_id: lot.lot_id, amount: lot.remaining, expires_at: lot.expires_at.toISOString() })),
         updated_at: account ? account.updated_at.toISOString() : null,
-        position: account ? `${account.position_major}-${account.position_minor}` : null,
+        position: account ? formatPosition({ major: BigInt(account.position_major), minor: BigInt(account.position_minor) }) : null,
       };
     },
   );
@@ -172,7 +173,7 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
           reference_type: row.reference_type,
           reference_id: row.reference_id,
           created_at: row.created_at.toISOString(),
-          position: `${row.position_major}-${row.position_minor}`,
+          position: formatPosition({ major: BigInt(row.position_major), minor: BigInt(row.position_minor) }),
         })),
         next_cursor: rows.length > limit && last ? encodePositionCursor([last.position_major, last.position_minor]) : null,
       };

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { sql } from '../../adapters/postgres/pool.js';
 import { type Stripe, StripeSignatureError } from '../../adapters/stripe/index.js';
 import { formatPosition } from '../../core/event-store.js';
-import { uuidV5 } from '../../core/hash-chain.js';
+import { isUuid, uuidV5 } from '../../core/ids.js';
 import { idempotencyKeyOf, markReplayed } from '../idempotency.js';
 import { executeOrExplain } from '../ledger.js';
 import { sendProblem } from '../plugins/errors.js';
@@ -56,7 +56,6 @@ type CheckoutRow = z.infer<typeof checkoutRow>;
 const checkoutColumns = sql.fragment`purchase_id::text as purchase_id, user_id::text as user_id, package_id, credits, amount_cents, currency,
   checkout_session_id, checkout_url, payment_id, status`;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Namespace of the ids derived from Stripe ids (purchase and lot ids). */
 const STRIPE_NAMESPACE = '3c5b1d8e-9f0a-4b6c-8e2d-7a1f4c9b0e35';
 
@@ -70,7 +69,6 @@ const webhookResponse = z.object({
   position: z.string().optional(),
 });
 
-const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
 const idOf = (value: string | { id: string } | null | undefined): string | null =>
   typeof value === 'string' ? value : (value?.id ?? null);
 
