@@ -11,7 +11,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import type { EventStore } from './core/event-store.js';
 import type { AppDeps } from './http/deps.js';
 import { createAccessTokens } from './membership/access-tokens.js';
-import { createStreamAccountTiers } from './membership/account-tiers.js';
+import { createLedgerAccountTiers } from './membership/account-tiers.js';
 import { createAccounts } from './membership/accounts.js';
 import { createAuthSessions } from './membership/auth-sessions.js';
 import { createGoogleVerifier } from './membership/google.js';
@@ -151,7 +151,7 @@ export function buildDeps(input: BuildDepsInput): AppDeps {
     google: createGoogleVerifier({ clientIds: input.config.googleClientIds, certsUrl: input.config.googleCertsUrl }),
     accounts: createAccounts(pool),
     authSessions: createAuthSessions(pool, { logger: input.logger }),
-    accountTiers: createStreamAccountTiers(eventStore),
+    accountTiers: createLedgerAccountTiers(ledger),
     workspace: createWorkspace(pool, { tiers: ledger.tiers }),
     ledger,
     aiGeneration,

@@ -1,25 +1,16 @@
-import type { EventStore } from '../core/event-store.js';
-import { accountStreamId, tryParseLedgerEvent } from '../ledger/events.js';
-import { effectiveTier, evolve, initialState } from '../ledger/state.js';
+import type { Accounts } from '../core/accounts.js';
+import { effectiveTier } from '../ledger/state.js';
 import type { AccountTiers } from './ports.js';
 
 /**
- * Tier gates read the account's tier from the ledger stream `account-<userId>`.
- *
- * Only `TierChanged` sets the tier, so reading the stream backwards up to the newest `TierChanged`
- * and evolving that one event onto the initial state gives the same tier and expiry as a full replay,
- * in one short read. The ledger's own `evolve` and `effectiveTier` decide what they mean.
+ * Tier gates read the account's tier from the ledger: the account state the command path already keeps
+ * (cached per stream and caught up with the store on every load, usually a read of nothing new), so a
+ * gated request costs no replay, whatever the length of the account's history.
  */
-export function createStreamAccountTiers(eventStore: EventStore): AccountTiers {
+export function createLedgerAccountTiers(ledger: Pick<Accounts, 'load'>): AccountTiers {
   return {
     async effectiveTier(userId, now) {
-      const state = initialState();
-      for await (const recorded of eventStore.readStream(accountStreamId(userId), { direction: 'backwards' })) {
-        if (recorded.type !== 'TierChanged') continue;
-        const event = tryParseLedgerEvent(recorded.type, recorded.data);
-        if (event) evolve(state, event);
-        break;
-      }
+      const { state } = await ledger.load(userId);
       const tier = effectiveTier(state, now);
       return {
         tier,
