@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
+import { createBatcher } from '../core/batcher.js';
 import type { JsonObject } from '../core/event-store.js';
+import { isUuid } from '../core/ids.js';
 
 /** Sessions: what an access token's `sid` points at, so revocation takes effect on the next request. */
 
@@ -45,15 +47,38 @@ export async function insertSession(db: CommonQueryMethods, input: NewSession): 
   return { id, expiresAt };
 }
 
+const principalOfBatch = principalRow.extend({ i: z.coerce.number() });
+
+interface PrincipalLookup {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly now: Date;
+}
+
 export function createSessions(pool: DatabasePool): Sessions {
+  /**
+   * Every authenticated request asks this, so concurrent requests share one query (src/core/batcher.ts):
+   * each still reads the rows as committed when its batch runs, after its token was verified, so a
+   * revocation or deactivation committed before that is seen, as with one query per request.
+   */
+  const lookup = createBatcher(async (lookups: readonly PrincipalLookup[]) => {
+    const rows = await pool.any(sql.type(principalOfBatch)`
+      select k.i, u.id::text as user_id, u.email, u.role, u.is_active,
+             s.revoked_at is not null as session_revoked,
+             s.expires_at <= k.at as session_expired
+      from unnest(
+        ${sql.array(lookups.map((l) => l.userId), 'uuid')},
+        ${sql.array(lookups.map((l) => l.sessionId), 'uuid')},
+        ${sql.array(lookups.map((l) => l.now.toISOString()), 'timestamptz')}
+      ) with ordinality as k(user_id, session_id, at, i)
+      join users u on u.id = k.user_id
+      join user_sessions s on s.user_id = u.id and s.id = k.session_id`);
+    const found = new Map(rows.map(({ i, ...principal }) => [i, principal]));
+    return lookups.map((_, index) => found.get(index + 1) ?? null);
+  });
   return {
     open: (input) => insertSession(pool, input),
-    principal: (userId, sessionId, now) =>
-      pool.maybeOne(sql.type(principalRow)`
-        select u.id::text as user_id, u.email, u.role, u.is_active,
-               s.revoked_at is not null as session_revoked,
-               s.expires_at <= ${now.toISOString()} as session_expired
-        from users u join user_sessions s on s.user_id = u.id
-        where u.id = ${userId} and s.id = ${sessionId}`),
+    // Ids that are not UUIDs name no row (and must not fail the batch they would share).
+    principal: async (userId, sessionId, now) => (isUuid(userId) && isUuid(sessionId) ? lookup({ userId, sessionId, now }) : null),
   };
 }
