@@ -48,6 +48,8 @@ export interface AccessTokens {
 }
 
 const ALGORITHM = 'HS256';
+/** Verified tokens remembered by their exact text (see `verify`). */
+const VERIFIED_CACHE_SIZE = 10_000;
 const TOKEN_TYPE = 'at+jwt';
 const ROLES = new Set<string>(['user', 'admin', 'auditor']);
 const TIERS = new Set<string>(['free', 'basic', 'pro', 'enterprise']);
@@ -66,6 +68,19 @@ export function createAccessTokens(options: AccessTokenOptions): AccessTokens {
   const signingKid = keyIdOf(options.secrets[0] as string);
   const signingKey = keys.get(signingKid) as Uint8Array;
   const tolerance = options.clockToleranceSeconds ?? 5;
+  /**
+   * A launcher sends the same access token with every request until it expires, and checking its HMAC
+   * and claims again each time was a tenth of a spend's CPU. A token that verified once is remembered by
+   * its exact text, signature included, so only that very token can hit; on every use its expiry is
+   * checked again against the clock (jose's rule: expired once exp <= now - tolerance, in whole
+   * seconds). Nothing else about a verified token changes with time. Revocation and deactivation are
+   * not token properties: the session check after this still runs on every request. Oldest first out.
+   */
+  const verified = new Map<string, AccessClaims>();
+  const remember = (token: string, claims: AccessClaims) => {
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value as string);
+    verified.set(token, claims);
+  };
 
   const getKey = (header: JWTHeaderParameters) => {
     const key = header.kid === undefined ? undefined : keys.get(header.kid);
@@ -94,6 +109,15 @@ export function createAccessTokens(options: AccessTokenOptions): AccessTokens {
         .sign(signingKey);
     },
     async verify(token) {
+      const known = verified.get(token);
+      if (known) {
+        const now = Math.floor(options.clock.now().getTime() / 1000);
+        if (known.expiresAt.getTime() / 1000 <= now - tolerance) {
+          verified.delete(token);
+          throw new AccessTokenError('token_expired');
+        }
+        return known;
+      }
       let payload: JWTPayload;
       try {
         ({ payload } = await jwtVerify(token, getKey, {
@@ -125,7 +149,7 @@ export function createAccessTokens(options: AccessTokenOptions): AccessTokens {
       ) {
         throw new AccessTokenError('invalid_token');
       }
-      return {
+      const claims: AccessClaims = Object.freeze({
         userId: sub,
         email,
         tier: tier as Tier,
@@ -134,7 +158,9 @@ export function createAccessTokens(options: AccessTokenOptions): AccessTokens {
         tokenId: jti,
         issuedAt: new Date(iat * 1000),
         expiresAt: new Date(exp * 1000),
-      };
+      });
+      remember(token, claims);
+      return claims;
     },
   };
 }
