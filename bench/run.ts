@@ -15,8 +15,8 @@
  */
 import { fork } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,7 +77,9 @@ async function main() {
   const started = Date.now();
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ledger-bench-'));
   log(`bench: embedded Postgres in ${dataDir}`);
-  const db = await startEmbeddedPostgres({ dataDir, database: 'ledger' });
+  // BENCH_PG_STATS=1: statement statistics (pg_stat_statements) of the distinct-account phase, printed to stderr.
+  const pgStats = process.env.BENCH_PG_STATS === '1';
+  const db = await startEmbeddedPostgres({ dataDir, database: 'ledger', ...(pgStats ? { settings: { shared_preload_libraries: 'pg_stat_statements' } } : {}) });
   let child: ReturnType<typeof fork> | null = null;
   try {
     await migrate(db.url);
@@ -188,8 +190,13 @@ async function main() {
     await settleInflight();
 
     log(`bench: spends on ${ACCOUNTS} accounts, ${CONNECTIONS} clients, ${PHASE_SECONDS} s`);
+    if (pgStats) await statementStats(db.url, 'reset');
+    const postmasterPid = Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    const cpuBefore = cpuSnapshot(child.pid, postmasterPid);
     const distinct = await spendLoad(() => accounts[Math.floor(Math.random() * accounts.length)] as Account, PHASE_SECONDS);
     const spend_per_s = distinct['2xx'] / distinct.duration;
+    const spendCpu = cpuPerOperation(cpuBefore, cpuSnapshot(child.pid, postmasterPid), distinct['2xx']);
+    if (pgStats) await statementStats(db.url, 'print', distinct['2xx']);
     await settleInflight();
 
     log(`bench: spends on one hot account, ${CONNECTIONS} clients, ${PHASE_SECONDS} s`);
@@ -264,6 +271,10 @@ async function main() {
       long_stream_latency_ratio: round(long_p50 / fresh_p50, 3),
       long_stream_cold_load_ms: round(long_stream_cold_load_ms, 1),
       lost_or_doubled,
+      // CPU per 201 in the distinct-account phase (µs; Linux /proc): what each spend costs, whatever the machine's load.
+      spend_cpu_us_service: spendCpu.service,
+      spend_cpu_us_postgres: spendCpu.postgres,
+      spend_cpu_us_load_generator: spendCpu.loadGenerator,
       http_statuses: Object.fromEntries([...statuses.entries()].sort((a, b) => a[0] - b[0])),
       errors: distinct.errors + hotRun.errors,
       resent_in_flight: resent,
@@ -335,6 +346,68 @@ async function appendLongHistory(eventStore: ReturnType<typeof createPostgresEve
     if (batch.length >= 2000) await flush();
   }
   await flush();
+}
+
+interface CpuSnapshot {
+  readonly service: number;
+  readonly postgres: number;
+  readonly self: number;
+}
+
+/** CPU seconds so far of the service process, of this benchmark's Postgres, and of this process (Linux /proc). */
+function cpuSnapshot(servicePid: number | undefined, postmasterPid: number): CpuSnapshot {
+  const ticks = 100; // USER_HZ
+  const cpuOf = (pid: string): { name: string; parent: number; seconds: number } | null => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return { name, parent: Number(fields[1]), seconds: (Number(fields[11]) + Number(fields[12])) / ticks };
+    } catch {
+      return null;
+    }
+  };
+  let postgres = 0;
+  try {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cpu = cpuOf(pid);
+      // This benchmark's server only: its postmaster and the backends it forked.
+      if (cpu && (Number(pid) === postmasterPid || cpu.parent === postmasterPid)) postgres += cpu.seconds;
+    }
+  } catch {
+    postgres = Number.NaN;
+  }
+  const usage = process.cpuUsage();
+  return { service: servicePid ? (cpuOf(String(servicePid))?.seconds ?? Number.NaN) : Number.NaN, postgres, self: (usage.user + usage.system) / 1e6 };
+}
+
+const cpuPerOperation = (before: CpuSnapshot, after: CpuSnapshot, operations: number) => {
+  const per = (key: keyof CpuSnapshot) => round(((after[key] - before[key]) * 1e6) / Math.max(1, operations), 0);
+  return { service: per('service'), postgres: per('postgres'), loadGenerator: per('self') };
+};
+
+/** pg_stat_statements: reset before a phase, print the top statements (calls and time per spend) after it. */
+async function statementStats(url: string, action: 'reset' | 'print', spends = 1) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('create extension if not exists pg_stat_statements');
+    if (action === 'reset') {
+      await client.query('select pg_stat_statements_reset()');
+      return;
+    }
+    const { rows } = await client.query(
+      `select calls, total_exec_time, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 110) as query
+       from pg_stat_statements where query not like '%pg_stat_statements%' order by total_exec_time desc limit 15`,
+    );
+    log(`bench: top statements per spend (${spends} spends)`);
+    for (const row of rows) {
+      log(`  ${(row.calls / spends).toFixed(3).padStart(7)} calls  ${((row.total_exec_time * 1000) / spends).toFixed(1).padStart(7)} µs  ${row.query}`);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 async function baseline(url: string): Promise<number> {

@@ -22,6 +22,8 @@ export interface EmbeddedOptions {
   readonly dataDir: string;
   readonly database?: string;
   readonly log?: (message: string) => void;
+  /** Extra server settings as `-c` flags (the benchmark's statement statistics), for a server this process starts. */
+  readonly settings?: Readonly<Record<string, string>>;
 }
 
 const USER = 'ledger';
@@ -136,7 +138,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
     persistent: true,
     createPostgresUser: isRoot,
     // Loopback TCP only, no unix socket in a system directory we may not own.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200',
+      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
     onLog: log,
     onError: (error) => log(`embedded postgres: ${String(error)}`),
   });
