@@ -25,7 +25,7 @@ export function createBatcher<I, O>(run: (inputs: readonly I[]) => Promise<reado
         .then(
           (outputs) => {
             if (outputs.length !== batch.length) throw new Error(`batcher: ${outputs.length} results for ${batch.length} inputs`);
-            batch.forEach((item, i) => item.resolve(outputs[i] as O));
+            for (const [i, item] of batch.entries()) item.resolve(outputs[i] as O);
           },
           (error) => {
             for (const item of batch) item.reject(error);
