@@ -272,10 +272,18 @@ export function createCommandHandler<State, Command, Decision>(
           expectedRevision: baseRevision < 0n ? 'no_stream' : baseRevision,
         });
         options.onAppend?.(streamId, chained.length, decided.filter((d) => d.count > 0).length);
-        // The append returns the last event's position only; read the batch back when it has more.
+        // Each event's position: from the append when the store says (always for one event, and the
+        // Postgres batch append names them all); otherwise read the batch back.
+        const positions = chained.length === 1 ? [result.position] : result.positions;
         recorded =
-          chained.length === 1
-            ? [{ ...(chained[0] as (typeof chained)[number]), streamId, revision: result.nextExpectedRevision, position: result.position, recordedAt: clock.now() }]
+          positions?.length === chained.length
+            ? chained.map((event, index) => ({
+                ...event,
+                streamId,
+                revision: baseRevision + 1n + BigInt(index),
+                position: positions[index] as Position,
+                recordedAt: clock.now(),
+              }))
             : await collect(eventStore.readStream(streamId, { fromRevision: baseRevision + 1n, maxCount: chained.length }));
         if (
           recorded.length !== chained.length ||

@@ -48,7 +48,13 @@ export interface RecordedEvent {
 
 export interface AppendResult {
   readonly nextExpectedRevision: bigint;
+  /** Position of the last event written. */
   readonly position: Position;
+  /**
+   * Every appended event's position, in order, when the adapter learns them with the append (the
+   * Postgres batch append does). Absent otherwise, e.g. for an idempotent re-append: read the stream.
+   */
+  readonly positions?: readonly Position[];
 }
 
 export type Direction = 'forwards' | 'backwards';

@@ -72,7 +72,7 @@ describe('append_to_streams equals append_to_stream one by one', () => {
           for (const append of batch) {
             // Both sides see the same state (asserted below), so expectations can be read from one.
             const current = await revisionOf(batched(append.stream));
-            let ids = Array.from({ length: append.count }, () => randomUUID());
+            let ids: string[] = Array.from({ length: append.count }, () => randomUUID());
             const last = lastIds.get(append.stream);
             if (append.ids === 'retry' && last) ids = last;
             if (append.ids === 'retry-partial' && last) ids = [last[0] as string, ...ids.slice(1)];
@@ -123,7 +123,7 @@ describe('append_to_streams equals append_to_stream one by one', () => {
     const counts = [1, 3, 2, 1, 2];
     const ids = counts.flatMap((c) => Array.from({ length: c }, () => randomUUID()));
     const { rows } = await client.query(
-      `select idx, outcome, revision::int, global_position::text from append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) order by idx`,
+      `select idx, outcome, revision::int, global_position::text, positions::text[] from append_to_streams($1::text[], $2::text[], $3::bigint[], $4::int[], $5::uuid[], $6::text[], $7::jsonb[], $8::jsonb[]) order by idx`,
       [streams, streams.map(() => 'no_stream'), streams.map(() => null), counts, ids, ids.map(() => 'T'), ids.map(() => ({})), ids.map(() => ({}))],
     );
     expect(rows.map((r) => [r.outcome, r.revision])).toEqual(counts.map((c) => ['appended', c - 1]));
@@ -133,6 +133,8 @@ describe('append_to_streams equals append_to_stream one by one', () => {
       const positions = stored.map((r) => BigInt(r.position));
       expect(positions).toEqual([...positions].sort((a, b) => (a < b ? -1 : 1)));
       expect(rows[i]?.global_position).toBe(String(positions.at(-1)));
+      // Every event's position comes back with the append, in revision order.
+      expect(rows[i]?.positions).toEqual(positions.map(String));
     }
   });
 });

@@ -24,6 +24,8 @@ const outcomeRow = z.object({
   revision: z.coerce.bigint().nullable(),
   transaction_id: z.string().nullable(),
   global_position: z.coerce.bigint().nullable(),
+  /** Comma-separated positions of the events written (null: the stream-by-stream path). */
+  positions: z.string().nullable(),
 });
 
 interface Pending {
@@ -62,7 +64,10 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
 
   const runBatch = async (batch: Pending[]): Promise<void> => {
     options.onBatch?.(batch.length);
-    if (batch.length === 1) {
+    // One single-event append goes out alone through the store (append_to_stream: cheaper for one
+    // event, and its result already names that event's position). A lone multi-event append goes
+    // through append_to_streams, which also returns each event's position: no read-back needed.
+    if (batch.length === 1 && (batch[0] as Pending).events.length === 1) {
       const only = batch[0] as Pending;
       try {
         only.resolve(await store.appendToStream(only.streamId, only.events, { expectedRevision: only.expected }));
@@ -75,7 +80,8 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
       const expected = batch.map((p) => encodeExpected(p.expected));
       const events = batch.flatMap((p) => p.events);
       const rows = await pool.any(sql.type(outcomeRow)`
-        select idx, outcome, revision, transaction_id::text as transaction_id, global_position
+        select idx, outcome, revision, transaction_id::text as transaction_id, global_position,
+               array_to_string(positions, ',') as positions
         from append_to_streams(
           ${sql.array(
             batch.map((p) => p.streamId),
@@ -121,9 +127,12 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
         } else if (row.revision === null || row.transaction_id === null || row.global_position === null) {
           pending.reject(new Error(`append_to_streams returned an incomplete outcome for ${pending.streamId}`));
         } else {
+          const major = BigInt(row.transaction_id);
+          const positions = row.positions?.split(',').map((minor) => ({ major, minor: BigInt(minor) }));
           pending.resolve({
             nextExpectedRevision: row.revision,
-            position: { major: BigInt(row.transaction_id), minor: row.global_position },
+            position: { major, minor: row.global_position },
+            ...(positions && positions.length === pending.events.length ? { positions } : {}),
           });
         }
       }
