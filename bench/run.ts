@@ -78,8 +78,10 @@ async function main() {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'ledger-bench-'));
   log(`bench: embedded Postgres in ${dataDir}`);
   // BENCH_PG_STATS=1: statement statistics (pg_stat_statements) of the distinct-account phase, printed to stderr.
+  // BENCH_PG_STATS=hot: of the hot-account phase instead.
   const pgStats = process.env.BENCH_PG_STATS === '1';
-  const db = await startEmbeddedPostgres({ dataDir, database: 'ledger', ...(pgStats ? { settings: { shared_preload_libraries: 'pg_stat_statements' } } : {}) });
+  const pgStatsHot = process.env.BENCH_PG_STATS === 'hot';
+  const db = await startEmbeddedPostgres({ dataDir, database: 'ledger', ...(pgStats || pgStatsHot ? { settings: { shared_preload_libraries: 'pg_stat_statements' } } : {}) });
   let child: ReturnType<typeof fork> | null = null;
   try {
     await migrate(db.url);
@@ -200,8 +202,12 @@ async function main() {
     await settleInflight();
 
     log(`bench: spends on one hot account, ${CONNECTIONS} clients, ${PHASE_SECONDS} s`);
+    if (pgStatsHot) await statementStats(db.url, 'reset');
+    const hotCpuBefore = cpuSnapshot(child.pid, postmasterPid);
     const hotRun = await spendLoad(() => hot, PHASE_SECONDS);
     const hot_spend_per_s = hotRun['2xx'] / hotRun.duration;
+    const hotCpu = cpuPerOperation(hotCpuBefore, cpuSnapshot(child.pid, postmasterPid), hotRun['2xx']);
+    if (pgStatsHot) await statementStats(db.url, 'print', hotRun['2xx']);
     await settleInflight();
 
     log(`bench: latency on a ${LONG_STREAM_EVENTS}-event account vs a fresh one`);
@@ -275,6 +281,9 @@ async function main() {
       spend_cpu_us_service: spendCpu.service,
       spend_cpu_us_postgres: spendCpu.postgres,
       spend_cpu_us_load_generator: spendCpu.loadGenerator,
+      hot_spend_cpu_us_service: hotCpu.service,
+      hot_spend_cpu_us_postgres: hotCpu.postgres,
+      hot_spend_cpu_us_load_generator: hotCpu.loadGenerator,
       http_statuses: Object.fromEntries([...statuses.entries()].sort((a, b) => a[0] - b[0])),
       errors: distinct.errors + hotRun.errors,
       resent_in_flight: resent,
