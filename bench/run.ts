@@ -3,7 +3,7 @@
  * Postgres (a new data directory under the OS temp dir, removed afterwards).
  *
  * The service runs in a child process (bench/server.ts); this process sets up accounts directly
- * through the ledger, drives HTTP with autocannon on loopback, and afterwards replays every account
+ * through the ledger, drives HTTP with bench/load.ts on loopback, and afterwards replays every account
  * from the store to check that each 201 took exactly one credit (`lost_or_doubled`).
  *
  * Phases (32 concurrent clients unless said otherwise):
@@ -20,7 +20,6 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autocannon, { type Result } from 'autocannon';
 import pg from 'pg';
 import { pino } from 'pino';
 import { startEmbeddedPostgres } from '../src/adapters/postgres/embedded.js';
@@ -43,6 +42,7 @@ import {
 import { buildDeps } from '../src/services.js';
 import { runAuditBench } from './audit.js';
 import { runReplayBench } from './ledger-replay.js';
+import { runLoad } from './load.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -64,8 +64,6 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 };
 const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
-const cannon = (options: Parameters<typeof autocannon>[0]) =>
-  new Promise<Result>((resolve, reject) => autocannon(options, (error, result) => (error ? reject(error) : resolve(result))));
 
 interface Account {
   readonly userId: string;
@@ -128,48 +126,46 @@ async function main() {
     });
     const url = `http://127.0.0.1:${port}`;
     const statuses = new Map<number, number>();
-    /** Requests autocannon sent but stopped waiting for at the end of a phase: key → account, body. */
+    /** Requests sent without an answer seen (a connection that failed mid-request): key → account, body. */
     const inflight = new Map<string, { account: Account; body: string }>();
     let resent = 0;
 
+    // Keys unique across all phases: a key reused on an account would be (rightly) answered as a replay.
+    const runId = randomBytes(4).toString('hex');
+    let next = 0;
     const spendLoad = (pick: () => Account, seconds: number) => {
-      let next = 0;
-      return cannon({
-        url,
+      return runLoad<{ account: Account; key: string }>({
+        host: '127.0.0.1',
+        port,
         connections: CONNECTIONS,
-        duration: seconds,
-        timeout: 30,
-        requests: [
-          {
-            method: 'POST',
-            path: '/credits/spend',
-            setupRequest: (request, context) => {
-              const account = pick();
-              next += 1;
-              const key = `bench-${next}-${randomUUID()}`;
-              context.account = account;
-              context.key = key;
-              inflight.set(key, { account, body: '{"amount":1}' });
-              return {
-                ...request,
-                headers: { authorization: `Bearer ${account.token}`, 'content-type': 'application/json', 'idempotency-key': key },
-                body: '{"amount":1}',
-              };
+        seconds,
+        next: () => {
+          const account = pick();
+          next += 1;
+          const key = `bench-${runId}-${next}`;
+          inflight.set(key, { account, body: '{"amount":1}' });
+          return {
+            request: {
+              method: 'POST',
+              path: '/credits/spend',
+              headers: { authorization: `Bearer ${account.token}`, 'content-type': 'application/json', 'idempotency-key': key },
+              body: '{"amount":1}',
             },
-            onResponse: (status, _body, context) => {
-              inflight.delete(context.key as string);
-              statuses.set(status, (statuses.get(status) ?? 0) + 1);
-              if (status === 201) (context.account as Account).successes += 1;
-            },
-          },
-        ],
+            context: { account, key },
+          };
+        },
+        onResponse: (status, context) => {
+          inflight.delete(context.key);
+          statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          if (status === 201) context.account.successes += 1;
+        },
       });
     };
 
     /**
-     * autocannon stops waiting at the end of a phase, not the server: requests still in flight did
-     * take effect (or not) without anyone seeing the answer. A client would retry them with the same
-     * key; so do we — each must answer 201 exactly once, replayed or not.
+     * A request whose answer was never seen (its connection failed) did take effect or not without
+     * anyone knowing. A client would retry it with the same key; so do we — each must answer 201
+     * exactly once, replayed or not.
      */
     const settleInflight = async () => {
       const pending = [...inflight.entries()];
@@ -196,18 +192,18 @@ async function main() {
     const postmasterPid = Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     const cpuBefore = cpuSnapshot(child.pid, postmasterPid);
     const distinct = await spendLoad(() => accounts[Math.floor(Math.random() * accounts.length)] as Account, PHASE_SECONDS);
-    const spend_per_s = distinct['2xx'] / distinct.duration;
-    const spendCpu = cpuPerOperation(cpuBefore, cpuSnapshot(child.pid, postmasterPid), distinct['2xx']);
-    if (pgStats) await statementStats(db.url, 'print', distinct['2xx']);
+    const spend_per_s = distinct.ok / distinct.duration;
+    const spendCpu = cpuPerOperation(cpuBefore, cpuSnapshot(child.pid, postmasterPid), distinct.ok);
+    if (pgStats) await statementStats(db.url, 'print', distinct.ok);
     await settleInflight();
 
     log(`bench: spends on one hot account, ${CONNECTIONS} clients, ${PHASE_SECONDS} s`);
     if (pgStatsHot) await statementStats(db.url, 'reset');
     const hotCpuBefore = cpuSnapshot(child.pid, postmasterPid);
     const hotRun = await spendLoad(() => hot, PHASE_SECONDS);
-    const hot_spend_per_s = hotRun['2xx'] / hotRun.duration;
-    const hotCpu = cpuPerOperation(hotCpuBefore, cpuSnapshot(child.pid, postmasterPid), hotRun['2xx']);
-    if (pgStatsHot) await statementStats(db.url, 'print', hotRun['2xx']);
+    const hot_spend_per_s = hotRun.ok / hotRun.duration;
+    const hotCpu = cpuPerOperation(hotCpuBefore, cpuSnapshot(child.pid, postmasterPid), hotRun.ok);
+    if (pgStatsHot) await statementStats(db.url, 'print', hotRun.ok);
     await settleInflight();
 
     log(`bench: latency on a ${LONG_STREAM_EVENTS}-event account vs a fresh one`);
@@ -263,11 +259,11 @@ async function main() {
 
     const results = {
       spend_per_s: round(spend_per_s, 1),
-      spend_p50_ms: distinct.latency.p50,
-      spend_p99_ms: distinct.latency.p99,
+      spend_p50_ms: round(distinct.latency.p50, 1),
+      spend_p99_ms: round(distinct.latency.p99, 1),
       hot_spend_per_s: round(hot_spend_per_s, 1),
-      hot_spend_p50_ms: hotRun.latency.p50,
-      hot_spend_p99_ms: hotRun.latency.p99,
+      hot_spend_p50_ms: round(hotRun.latency.p50, 1),
+      hot_spend_p99_ms: round(hotRun.latency.p99, 1),
       baseline_commit_per_s: round(baseline_commit_per_s, 1),
       spend_vs_baseline: round(spend_per_s / baseline_commit_per_s, 3),
       hot_vs_baseline: round(hot_spend_per_s / baseline_commit_per_s, 3),
