@@ -110,7 +110,10 @@ async function main() {
     await appendLongHistory(eventStore, long.userId, LONG_STREAM_EVENTS);
 
     // ---- baseline: one-row INSERT commits, same server, same concurrency
-    const baseline_commit_per_s = await baseline(db.url);
+    const postmasterPid = Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    const baselineCpuBefore = cpuSnapshot(undefined, postmasterPid);
+    const { perSecond: baseline_commit_per_s, commits: baselineCommits } = await baseline(db.url);
+    const baselineCpu = cpuPerOperation(baselineCpuBefore, cpuSnapshot(undefined, postmasterPid), baselineCommits);
     log(`bench: baseline ${Math.round(baseline_commit_per_s)} commits/s`);
 
     // ---- the service, in its own process
@@ -189,7 +192,6 @@ async function main() {
 
     log(`bench: spends on ${ACCOUNTS} accounts, ${CONNECTIONS} clients, ${PHASE_SECONDS} s`);
     if (pgStats) await statementStats(db.url, 'reset');
-    const postmasterPid = Number((await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     const cpuBefore = cpuSnapshot(child.pid, postmasterPid);
     const distinct = await spendLoad(() => accounts[Math.floor(Math.random() * accounts.length)] as Account, PHASE_SECONDS);
     const spend_per_s = distinct.ok / distinct.duration;
@@ -277,6 +279,9 @@ async function main() {
       spend_cpu_us_service: spendCpu.service,
       spend_cpu_us_postgres: spendCpu.postgres,
       spend_cpu_us_load_generator: spendCpu.loadGenerator,
+      // The same for one baseline commit: Postgres, and the pg client (in this process).
+      baseline_cpu_us_postgres: baselineCpu.postgres,
+      baseline_cpu_us_client: baselineCpu.loadGenerator,
       hot_spend_cpu_us_service: hotCpu.service,
       hot_spend_cpu_us_postgres: hotCpu.postgres,
       hot_spend_cpu_us_load_generator: hotCpu.loadGenerator,
@@ -367,7 +372,10 @@ function cpuSnapshot(servicePid: number | undefined, postmasterPid: number): Cpu
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return { name, parent: Number(fields[1]), seconds: (Number(fields[11]) + Number(fields[12])) / ticks };
+      // utime + stime, plus cutime + cstime: the CPU of children that ended and were waited for
+      // (a Postgres backend whose connection closed is reaped by the postmaster).
+      const seconds = (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / ticks;
+      return { name, parent: Number(fields[1]), seconds };
     } catch {
       return null;
     }
@@ -415,7 +423,7 @@ async function statementStats(url: string, action: 'reset' | 'print', spends = 1
   }
 }
 
-async function baseline(url: string): Promise<number> {
+async function baseline(url: string): Promise<{ perSecond: number; commits: number }> {
   const pool = new pg.Pool({ connectionString: url, max: CONNECTIONS });
   await pool.query('create table if not exists bench_baseline (id bigserial primary key, payload text not null, created_at timestamptz not null default now())');
   let count = 0;
@@ -436,7 +444,7 @@ async function baseline(url: string): Promise<number> {
   );
   const seconds = (performance.now() - t0) / 1000;
   await pool.end();
-  return count / seconds;
+  return { perSecond: count / seconds, commits: count };
 }
 
 /** bench/audit.ts: `audit verify --all` over 1,000,000 events in 10,000 accounts (BENCH_SKIP_AUDIT=1 skips it). */
