@@ -28,3 +28,27 @@ export const batchDocument = (document: unknown): string => {
   const text = JSON.stringify(document);
   return text.includes('\\u0000') ? JSON.stringify(clean(document)) : text;
 };
+
+const NEEDS_ESCAPE = /["\\\u0000]/;
+const QUOTED = /["\\]/g;
+
+const quoted = (text: string): string => {
+  if (!NEEDS_ESCAPE.test(text)) return `"${text}"`;
+  return `"${text.replace(NUL, '').replace(QUOTED, '\\$&')}"`;
+};
+
+/**
+ * One column of a batch as a Postgres array literal (`{"a",NULL,"3"}`), for `unnest($1::uuid[], …)`:
+ * the rows travel column by column, one text parameter each. Postgres reads that far cheaper than
+ * a JSON document of row objects (json_to_recordset looks up every key of every row, and its cost
+ * per row grows with the document), and it is about half the bytes. U+0000 is dropped as above.
+ */
+export const arrayLiteral = (values: readonly (string | number | boolean | null)[]): string => {
+  let text = '{';
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (i > 0) text += ',';
+    text += value === null || value === undefined ? 'NULL' : typeof value === 'string' ? quoted(value) : String(value);
+  }
+  return `${text}}`;
+};
