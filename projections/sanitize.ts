@@ -29,7 +29,8 @@ export const batchDocument = (document: unknown): string => {
   return text.includes('\\u0000') ? JSON.stringify(clean(document)) : text;
 };
 
-const NEEDS_ESCAPE = /["\\\u0000]/;
+/** A double quote, a backslash or U+0000 (built like NUL above). */
+const NEEDS_ESCAPE = new RegExp(`["\\\\${String.fromCharCode(0)}]`);
 const QUOTED = /["\\]/g;
 
 const quoted = (text: string): string => {
