@@ -10,11 +10,8 @@ const NUL = new RegExp(String.fromCharCode(0), 'g');
 const clean = (value: unknown): unknown => {
   if (typeof value === 'string') return value.replace(NUL, '');
   if (Array.isArray(value)) return value.map(clean);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key.replace(NUL, '')] = clean(item);
-    return out;
-  }
+  // fromEntries defines own properties: a key "__proto__" stays a key (assignment would set the prototype).
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key.replace(NUL, ''), clean(item)]));
   return value;
 };
 

@@ -2,6 +2,10 @@
  * A batch's rows travel to Postgres column by column as array literals (projections/columns.ts):
  * whatever the text — quotes, backslashes, braces, commas, the word NULL, newlines, U+0000 (dropped) —
  * each row arrives whole and in order, and a JSON null in a jsonb column is SQL NULL.
+ *
+ * The jsonb column is compared in Postgres (against the expected document sent as a parameter of its
+ * own), not read back: V8's JSON.parse can decode an escaped object key such as "\"" or "\n" as "\\"
+ * depending on earlier parses (nodejs/node#63785), which made a read-back comparison flaky.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,7 +53,8 @@ const resultRow = z.object({
   flag: z.boolean(),
   at: z.string().nullable(),
   position: z.string(),
-  doc: z.unknown(),
+  doc_null: z.boolean(),
+  doc_equal: z.boolean().nullable(),
 });
 
 const awkward = fc.oneof(
@@ -84,10 +89,12 @@ describe('batch rows as column arrays', () => {
         ),
         async (generated) => {
           const rows: Row[] = generated.map((r, n) => ({ ...r, n }));
+          const expectedDocs = rows.map((r) => sql.fragment`(${r.n}::int4, ${r.doc === null ? null : JSON.stringify(cleanDoc(r.doc))}::jsonb)`);
           const result = await db.pool.any(sql.type(resultRow)`
-            select n, text, other, amount, flag, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at,
-              position::text as position, doc
-            from ${rowsOf(rows, COLUMNS)}`);
+            select x.n, text, other, amount, flag, to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at,
+              position::text as position, x.doc is null as doc_null, x.doc = e.doc as doc_equal
+            from ${rowsOf(rows, COLUMNS)} join (values ${sql.join(expectedDocs, sql.fragment`, `)}) as e(n, doc) on e.n = x.n
+            order by x.n`);
           expect(result).toEqual(
             rows.map((r) => ({
               n: r.n,
@@ -97,7 +104,8 @@ describe('batch rows as column arrays', () => {
               flag: r.flag,
               at: r.at,
               position: r.position,
-              doc: r.doc === null ? null : cleanDoc(r.doc),
+              doc_null: r.doc === null,
+              doc_equal: r.doc === null ? null : true,
             })),
           );
         },
