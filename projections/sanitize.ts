@@ -18,8 +18,8 @@ const clean = (value: unknown): unknown => {
 export const cleanJson = (value: JsonValue): JsonValue => clean(value) as JsonValue;
 
 /**
- * The JSON text of a batch document for `json_to_recordset`. The escape `\u0000` is searched in the
- * text once; only a document that has one pays for the deep clean.
+ * The JSON text of a batch document (a jsonb column of `rowsOf`, ./columns.ts). The escape `\u0000`
+ * is searched in the text once; only a document that has one pays for the deep clean.
  */
 export const batchDocument = (document: unknown): string => {
   const text = JSON.stringify(document);
