@@ -25,8 +25,8 @@ import {
 import { ACTIVITY_ROW_NAMESPACE, uuidV5 } from '../src/activity/record.js';
 import { type LedgerEvent, userIdOfAccountStream } from '../src/ledger/events.js';
 import { type ProjectionDefinition, type ProjectionWrite, positionParts } from './definition.js';
+import { type Column, rowsOf } from './columns.js';
 import { activityEventOf, ledgerEventOf } from './parse.js';
-import { batchDocument } from './sanitize.js';
 
 export interface ActivityRow {
   readonly id: string;
@@ -274,28 +274,27 @@ export const planActivity = (events: readonly RecordedEvent[]): ActivityRow[] =>
   return rows;
 };
 
-/** The rows as SQL: one JSON parameter (`json_to_recordset`), one insert — part of the batch's single statement. */
+const ACTIVITY_COLUMNS: readonly Column<ActivityRow>[] = [
+  ['id', 'uuid', (r) => r.id],
+  ['user_id', 'text', (r) => r.user_id],
+  ['action', 'text', (r) => r.action],
+  ['resource_type', 'text', (r) => r.resource_type],
+  ['resource_id', 'text', (r) => r.resource_id],
+  ['metadata', 'jsonb', (r) => r.metadata],
+  ['ip_address', 'text', (r) => r.ip_address],
+  ['user_agent', 'text', (r) => r.user_agent],
+  ['client_ts', 'text', (r) => r.client_ts],
+  ['created_at', 'timestamptz', (r) => r.created_at],
+  ['event_id', 'uuid', (r) => r.event_id],
+  ['event_type', 'text', (r) => r.event_type],
+  ['entry_index', 'int4', (r) => r.entry_index],
+  ['position_major', 'numeric', (r) => r.position[0]],
+  ['position_minor', 'numeric', (r) => r.position[1]],
+];
+
+/** The rows as SQL: one array parameter per column (`unnest`), one insert — part of the batch's single statement. */
 export function activityWrite(schema: string, rows: readonly ActivityRow[]): ProjectionWrite | null {
   if (rows.length === 0) return null;
-  const document = batchDocument(
-    rows.map((r) => ({
-      id: r.id,
-      user_id: r.user_id,
-      action: r.action,
-      resource_type: r.resource_type,
-      resource_id: r.resource_id,
-      metadata: r.metadata,
-      ip_address: r.ip_address,
-      user_agent: r.user_agent,
-      client_ts: r.client_ts,
-      created_at: r.created_at,
-      event_id: r.event_id,
-      event_type: r.event_type,
-      entry_index: r.entry_index,
-      position_major: r.position[0],
-      position_minor: r.position[1],
-    })),
-  );
   return {
     ctes: [
       sql.fragment`insert_activity as (
@@ -303,10 +302,7 @@ export function activityWrite(schema: string, rows: readonly ActivityRow[]): Pro
           ip_address, user_agent, client_ts, created_at, event_id, event_type, entry_index, position_major, position_minor)
         select id, user_id, action, resource_type, resource_id, metadata, ip_address, user_agent, client_ts, created_at,
           event_id, event_type, entry_index, position_major, position_minor
-        from json_to_recordset(${document}::json) as x(
-          id uuid, user_id text, action text, resource_type text, resource_id text, metadata jsonb, ip_address text,
-          user_agent text, client_ts text, created_at timestamptz, event_id uuid, event_type text, entry_index int4,
-          position_major numeric, position_minor numeric)
+        from ${rowsOf(rows, ACTIVITY_COLUMNS)}
         on conflict (id) do nothing
       )`,
     ],

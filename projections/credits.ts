@@ -36,8 +36,8 @@ import { sql } from '../src/adapters/postgres/pool.js';
 import type { JsonObject, RecordedEvent } from '../src/core/event-store.js';
 import { type LedgerEvent, userIdOfAccountStream } from '../src/ledger/events.js';
 import { type ProjectionDefinition, type ProjectionWrite, positionParts } from './definition.js';
+import { type Column, rowsOf } from './columns.js';
 import { ledgerEventOf } from './parse.js';
-import { batchDocument } from './sanitize.js';
 
 export type TransactionType = 'purchase' | 'use' | 'refund' | 'bonus' | 'expire' | 'admin';
 export const TRANSACTION_TYPES: readonly TransactionType[] = ['purchase', 'use', 'refund', 'bonus', 'expire', 'admin'];
@@ -401,85 +401,78 @@ const applyToLots = (
   }
 };
 
+const TRANSACTION_COLUMNS: readonly Column<TransactionRow>[] = [
+  ['id', 'uuid', (r) => r.id],
+  ['user_id', 'text', (r) => r.user_id],
+  ['type', 'text', (r) => r.type],
+  ['amount', 'int8', (r) => r.amount],
+  ['balance_before', 'int8', (r) => r.balance_before],
+  ['balance_after', 'int8', (r) => r.balance_after],
+  ['description', 'text', (r) => r.description],
+  ['metadata', 'jsonb', (r) => r.metadata],
+  ['reference_type', 'text', (r) => r.reference_type],
+  ['reference_id', 'text', (r) => r.reference_id],
+  ['event_type', 'text', (r) => r.event_type],
+  ['stream_revision', 'int8', (r) => r.stream_revision.toString()],
+  ['created_at', 'timestamptz', (r) => r.created_at],
+  ['position_major', 'numeric', (r) => r.position[0]],
+  ['position_minor', 'numeric', (r) => r.position[1]],
+];
+
+const ACCOUNT_COLUMNS: readonly Column<AccountChange>[] = [
+  ['user_id', 'text', (a) => a.user_id],
+  ['balance', 'int8', (a) => a.balance],
+  ['reserved', 'int8', (a) => a.reserved],
+  ['purchased', 'int8', (a) => a.totals.purchased],
+  ['used', 'int8', (a) => a.totals.used],
+  ['bonus', 'int8', (a) => a.totals.bonus],
+  ['refunded', 'int8', (a) => a.totals.refunded],
+  ['expired', 'int8', (a) => a.totals.expired],
+  ['adjusted', 'int8', (a) => a.totals.adjusted],
+  ['clawed_back', 'int8', (a) => a.totals.clawed_back],
+  ['created_at', 'timestamptz', (a) => a.created_at],
+  ['updated_at', 'timestamptz', (a) => a.updated_at],
+  ['last_event_id', 'uuid', (a) => a.last_event_id],
+  ['first_major', 'numeric', (a) => a.first_position[0]],
+  ['first_minor', 'numeric', (a) => a.first_position[1]],
+  ['last_major', 'numeric', (a) => a.last_position[0]],
+  ['last_minor', 'numeric', (a) => a.last_position[1]],
+];
+
+const LOT_COLUMNS: readonly Column<LotChange>[] = [
+  ['user_id', 'text', (l) => l.user_id],
+  ['lot_id', 'text', (l) => l.lot_id],
+  ['kind', 'text', (l) => l.created?.kind ?? null],
+  ['original', 'int8', (l) => l.created?.original ?? null],
+  ['expires_at', 'timestamptz', (l) => l.created?.expires_at ?? null],
+  ['priority', 'int4', (l) => l.created?.priority ?? null],
+  ['purchase_id', 'text', (l) => l.created?.purchase_id ?? null],
+  ['created_at', 'timestamptz', (l) => l.created?.created_at ?? null],
+  ['remaining_delta', 'int8', (l) => l.remaining_delta],
+  ['held_delta', 'int8', (l) => l.held_delta],
+  ['clawed_back', 'boolean', (l) => l.clawed_back],
+  ['updated_at', 'timestamptz', (l) => l.updated_at],
+  ['first_major', 'numeric', (l) => l.first_position[0]],
+  ['first_minor', 'numeric', (l) => l.first_position[1]],
+  ['last_major', 'numeric', (l) => l.last_position[0]],
+  ['last_minor', 'numeric', (l) => l.last_position[1]],
+];
+
 /**
- * The plan as SQL: each table's rows travel as one JSON parameter (`json_to_recordset`, much cheaper
- * to encode than one array parameter per column), and data-modifying CTEs insert the statement rows
- * and upsert the accounts and the lots — part of the batch's single statement.
+ * The plan as SQL: each table's rows travel as one array parameter per column (`unnest`, see
+ * ./columns.ts), and data-modifying CTEs insert the statement rows and upsert the accounts and the
+ * lots — part of the batch's single statement.
  */
 export function creditsWrite(schema: string, plan: CreditsPlan): ProjectionWrite | null {
   if (plan.transactions.length === 0 && plan.accounts.size === 0 && plan.lots.size === 0) return null;
-  const transactions = batchDocument(
-    plan.transactions.map((r) => ({
-      id: r.id,
-      user_id: r.user_id,
-      type: r.type,
-      amount: r.amount,
-      balance_before: r.balance_before,
-      balance_after: r.balance_after,
-      description: r.description,
-      metadata: r.metadata,
-      reference_type: r.reference_type,
-      reference_id: r.reference_id,
-      event_type: r.event_type,
-      stream_revision: r.stream_revision.toString(),
-      created_at: r.created_at,
-      position_major: r.position[0],
-      position_minor: r.position[1],
-    })),
-  );
-  const accounts = batchDocument(
-    [...plan.accounts.values()].map((a) => ({
-      user_id: a.user_id,
-      balance: a.balance,
-      reserved: a.reserved,
-      purchased: a.totals.purchased,
-      used: a.totals.used,
-      bonus: a.totals.bonus,
-      refunded: a.totals.refunded,
-      expired: a.totals.expired,
-      adjusted: a.totals.adjusted,
-      clawed_back: a.totals.clawed_back,
-      created_at: a.created_at,
-      updated_at: a.updated_at,
-      last_event_id: a.last_event_id,
-      first_major: a.first_position[0],
-      first_minor: a.first_position[1],
-      last_major: a.last_position[0],
-      last_minor: a.last_position[1],
-    })),
-  );
-  const lots = batchDocument(
-    [...plan.lots.values()].map((l) => ({
-      user_id: l.user_id,
-      lot_id: l.lot_id,
-      kind: l.created?.kind ?? null,
-      original: l.created?.original ?? null,
-      expires_at: l.created?.expires_at ?? null,
-      priority: l.created?.priority ?? null,
-      purchase_id: l.created?.purchase_id ?? null,
-      created_at: l.created?.created_at ?? null,
-      remaining_delta: l.remaining_delta,
-      held_delta: l.held_delta,
-      clawed_back: l.clawed_back,
-      updated_at: l.updated_at,
-      first_major: l.first_position[0],
-      first_minor: l.first_position[1],
-      last_major: l.last_position[0],
-      last_minor: l.last_position[1],
-    })),
-  );
+  const lots = [...plan.lots.values()];
   const tableT = sql.identifier([schema, 'credit_transactions']);
   const tableA = sql.identifier([schema, 'user_credits']);
   const tableL = sql.identifier([schema, 'credit_lots']);
-  const missing = [...plan.lots.values()].filter((l) => l.created === null).map((l) => l.lot_id);
+  const missing = lots.filter((l) => l.created === null).map((l) => l.lot_id);
   return {
     ctes: [
-      sql.fragment`tx_rows as (
-        select x.* from json_to_recordset(${transactions}::json) as x(
-          id uuid, user_id text, type text, amount int8, balance_before int8, balance_after int8, description text,
-          metadata jsonb, reference_type text, reference_id text, event_type text, stream_revision int8,
-          created_at timestamptz, position_major numeric, position_minor numeric)
-      )`,
+      sql.fragment`tx_rows as (select x.* from ${rowsOf(plan.transactions, TRANSACTION_COLUMNS)})`,
       sql.fragment`insert_transactions as (
         insert into ${tableT} (id, event_id, user_id, type, amount, balance_before, balance_after, description, metadata,
           reference_type, reference_id, event_type, stream_revision, created_at, position_major, position_minor)
@@ -488,12 +481,7 @@ export function creditsWrite(schema: string, plan: CreditsPlan): ProjectionWrite
         from tx_rows
         on conflict (id) do nothing
       )`,
-      sql.fragment`account_rows as (
-        select x.* from json_to_recordset(${accounts}::json) as x(
-          user_id text, balance int8, reserved int8, purchased int8, used int8, bonus int8, refunded int8, expired int8,
-          adjusted int8, clawed_back int8, created_at timestamptz, updated_at timestamptz, last_event_id uuid,
-          first_major numeric, first_minor numeric, last_major numeric, last_minor numeric)
-      )`,
+      sql.fragment`account_rows as (select x.* from ${rowsOf([...plan.accounts.values()], ACCOUNT_COLUMNS)})`,
       sql.fragment`insert_accounts as (
         insert into ${tableA} (user_id, balance, reserved, total_purchased, total_used, total_bonus, total_refunded,
           total_expired, total_adjusted, total_clawed_back, created_at, updated_at, last_event_id,
@@ -522,12 +510,7 @@ export function creditsWrite(schema: string, plan: CreditsPlan): ProjectionWrite
         where a.user_id = x.user_id
           and (a.last_position_major, a.last_position_minor) < (x.first_major, x.first_minor)
       )`,
-      sql.fragment`lot_rows as (
-        select x.* from json_to_recordset(${lots}::json) as x(
-          user_id text, lot_id text, kind text, original int8, expires_at timestamptz, priority int4, purchase_id text,
-          created_at timestamptz, remaining_delta int8, held_delta int8, clawed_back boolean, updated_at timestamptz,
-          first_major numeric, first_minor numeric, last_major numeric, last_minor numeric)
-      )`,
+      sql.fragment`lot_rows as (select x.* from ${rowsOf(lots, LOT_COLUMNS)})`,
       sql.fragment`insert_lots as (
         insert into ${tableL} (user_id, lot_id, kind, original, remaining, held, expires_at, priority, purchase_id,
           clawed_back, created_at, updated_at, last_position_major, last_position_minor)

@@ -10,21 +10,43 @@ const NUL = new RegExp(String.fromCharCode(0), 'g');
 const clean = (value: unknown): unknown => {
   if (typeof value === 'string') return value.replace(NUL, '');
   if (Array.isArray(value)) return value.map(clean);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(value)) out[key.replace(NUL, '')] = clean(item);
-    return out;
-  }
+  // fromEntries defines own properties: a key "__proto__" stays a key (assignment would set the prototype).
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key.replace(NUL, ''), clean(item)]));
   return value;
 };
 
 export const cleanJson = (value: JsonValue): JsonValue => clean(value) as JsonValue;
 
 /**
- * The JSON text of a batch document for `json_to_recordset`. The escape `\u0000` is searched in the
- * text once; only a document that has one pays for the deep clean.
+ * The JSON text of a batch document (a jsonb column of `rowsOf`, ./columns.ts). The escape `\u0000`
+ * is searched in the text once; only a document that has one pays for the deep clean.
  */
 export const batchDocument = (document: unknown): string => {
   const text = JSON.stringify(document);
   return text.includes('\\u0000') ? JSON.stringify(clean(document)) : text;
+};
+
+/** A double quote, a backslash or U+0000 (built like NUL above). */
+const NEEDS_ESCAPE = new RegExp(`["\\\\${String.fromCharCode(0)}]`);
+const QUOTED = /["\\]/g;
+
+const quoted = (text: string): string => {
+  if (!NEEDS_ESCAPE.test(text)) return `"${text}"`;
+  return `"${text.replace(NUL, '').replace(QUOTED, '\\$&')}"`;
+};
+
+/**
+ * One column of a batch as a Postgres array literal (`{"a",NULL,"3"}`), for `unnest($1::uuid[], …)`:
+ * the rows travel column by column, one text parameter each. Postgres reads that far cheaper than
+ * a JSON document of row objects (json_to_recordset looks up every key of every row, and its cost
+ * per row grows with the document), and it is about half the bytes. U+0000 is dropped as above.
+ */
+export const arrayLiteral = (values: readonly (string | number | boolean | null)[]): string => {
+  let text = '{';
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (i > 0) text += ',';
+    text += value === null || value === undefined ? 'NULL' : typeof value === 'string' ? quoted(value) : String(value);
+  }
+  return `${text}}`;
 };

@@ -14,8 +14,8 @@ import { sql } from '../src/adapters/postgres/pool.js';
 import type { RecordedEvent } from '../src/core/event-store.js';
 import { type TierName, userIdOfAccountStream } from '../src/ledger/events.js';
 import { type ProjectionDefinition, type ProjectionWrite, positionParts } from './definition.js';
+import { type Column, rowsOf } from './columns.js';
 import { ledgerEventOf } from './parse.js';
-import { batchDocument } from './sanitize.js';
 
 /** The latest window of a batch and the calls counted in it. */
 export interface WindowCount {
@@ -81,37 +81,31 @@ export const planTiers = (events: readonly RecordedEvent[]): Map<string, TierCha
   return changes;
 };
 
-/** The changes as SQL (one JSON parameter, an insert and an update) — part of the batch's single statement. */
+const TIER_COLUMNS: readonly Column<TierChange>[] = [
+  ['user_id', 'text', (r) => r.user_id],
+  ['tier', 'text', (r) => r.tier?.tier ?? null],
+  ['tier_expires_at', 'timestamptz', (r) => r.tier?.expires_at ?? null],
+  ['tier_changed_at', 'timestamptz', (r) => r.tier?.changed_at ?? null],
+  ['day', 'text', (r) => r.day?.window ?? null],
+  ['day_count', 'int4', (r) => r.day?.count ?? 0],
+  ['month', 'text', (r) => r.month?.window ?? null],
+  ['month_count', 'int4', (r) => r.month?.count ?? 0],
+  ['last_api_call_at', 'timestamptz', (r) => r.last_api_call_at],
+  ['created_at', 'timestamptz', (r) => r.created_at],
+  ['updated_at', 'timestamptz', (r) => r.updated_at],
+  ['first_major', 'numeric', (r) => r.first_position[0]],
+  ['first_minor', 'numeric', (r) => r.first_position[1]],
+  ['last_major', 'numeric', (r) => r.last_position[0]],
+  ['last_minor', 'numeric', (r) => r.last_position[1]],
+];
+
+/** The changes as SQL (one array parameter per column, an insert and an update) — part of the batch's single statement. */
 export function tiersWrite(schema: string, changes: ReadonlyMap<string, TierChange>): ProjectionWrite | null {
   if (changes.size === 0) return null;
   const table = sql.identifier([schema, 'user_tiers']);
-  const document = batchDocument(
-    [...changes.values()].map((r) => ({
-      user_id: r.user_id,
-      tier: r.tier?.tier ?? null,
-      tier_expires_at: r.tier?.expires_at ?? null,
-      tier_changed_at: r.tier?.changed_at ?? null,
-      day: r.day?.window ?? null,
-      day_count: r.day?.count ?? 0,
-      month: r.month?.window ?? null,
-      month_count: r.month?.count ?? 0,
-      last_api_call_at: r.last_api_call_at,
-      created_at: r.created_at,
-      updated_at: r.updated_at,
-      first_major: r.first_position[0],
-      first_minor: r.first_position[1],
-      last_major: r.last_position[0],
-      last_minor: r.last_position[1],
-    })),
-  );
   return {
     ctes: [
-      sql.fragment`tier_rows as (
-        select x.* from json_to_recordset(${document}::json) as x(
-          user_id text, tier text, tier_expires_at timestamptz, tier_changed_at timestamptz, day text, day_count int4,
-          month text, month_count int4, last_api_call_at timestamptz, created_at timestamptz, updated_at timestamptz,
-          first_major numeric, first_minor numeric, last_major numeric, last_minor numeric)
-      )`,
+      sql.fragment`tier_rows as (select x.* from ${rowsOf([...changes.values()], TIER_COLUMNS)})`,
       sql.fragment`insert_tiers as (
         insert into ${table} (user_id, tier, tier_expires_at, tier_changed_at, api_calls_day, api_calls_today,
           api_calls_month_window, api_calls_month, last_api_call_at, created_at, updated_at,
