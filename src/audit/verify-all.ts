@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { sql } from '../adapters/postgres/pool.js';
 import { userIdOfAccountStream } from '../ledger/index.js';
+import { AsyncQueue } from './async-queue.js';
 import { type AccountOutcome, type Chunk, type ChunkOutcome, createChunkScanner } from './chunk.js';
 import { ProjectionLaggingError, waitForProjection } from './projection-wait.js';
 import { type AuditDeps, firstStatementDifference, type VerifyResult, verifyAccount } from './verify.js';
@@ -14,8 +15,8 @@ import type { WorkerInit } from './verify-worker.js';
  * `audit verify --all`: every account stream verified like `verifyAccount`, fast.
  *
  * On the Postgres event store the streams are split into chunks of ~`chunkEvents` events (by the store's
- * `streams` table, in primary-key order) and verified by worker threads, each reading its chunks in
- * stream order straight from the `events` table (./chunk.ts): one account's state in memory per worker,
+ * `streams` table, in primary-key order) and verified by worker threads and this thread, each reading
+ * its chunks in stream order straight from the `events` table (./chunk.ts): one account's state in memory per lane,
  * whatever the ledger's size. Before the scan it waits for the credits projection to reach the log's
  * head; accounts that move during the scan are verified again at the end, one by one, like
  * `GET /audit/accounts/:id/verify` (waiting for the projector), so a busy ledger reports lag, not
@@ -25,8 +26,9 @@ import type { WorkerInit } from './verify-worker.js';
 
 export interface VerifyAllOptions {
   /**
-   * Worker threads (Postgres only); 0 = this thread. Default: the machine's parallelism (at most 4) for
-   * ledgers of 200,000 events or more, else 0 (a worker costs about a second to start).
+   * Worker threads (Postgres only), besides this thread, which verifies chunks too; 0 = this thread
+   * alone. Default: the machine's parallelism (at most 4) for ledgers of 200,000 events or more, else 0
+   * (a worker costs about a second to start).
    */
   readonly workers?: number;
   /** Events per chunk. Default 20,000. */
@@ -149,7 +151,10 @@ async function scanChunks(
 
   const entry = workerScript();
   const init: WorkerInit = { connectionUri, compareReadModels, pageSize };
-  const outstanding: number[] = new Array(count).fill(0);
+  // Lanes 0..count-1 are the workers; lane `count` is this thread, which verifies chunks too: it starts
+  // at once while the workers load their modules (most of a second each), and later it only takes its
+  // share of the chunks, between its other duties (planning, progress).
+  const outstanding: number[] = new Array(count + 1).fill(0);
   let wake: (() => void) | null = null;
   const slotFreed = () => {
     const resolve = wake;
@@ -189,6 +194,24 @@ async function scanChunks(
     done.catch(() => {});
     return { worker, done };
   });
+  const here = new AsyncQueue<Chunk>();
+  const scanner = await createChunkScanner({ connectionUri, pool: compareReadModels ? deps.pool : null, pageSize });
+  const hereDone = scanner
+    .run(
+      here,
+      (outcome) => {
+        outstanding[count] = (outstanding[count] as number) - 1;
+        onChunk(outcome);
+        slotFreed();
+      },
+      onEvents,
+    )
+    .catch((error: unknown) => {
+      failure = error instanceof Error ? error : new Error(String(error));
+      slotFreed();
+      throw failure;
+    });
+  hereDone.catch(() => {});
   try {
     for await (const chunk of chunks) {
       for (;;) {
@@ -196,7 +219,8 @@ async function scanChunks(
         const index = outstanding.indexOf(Math.min(...outstanding));
         if ((outstanding[index] as number) < 2) {
           outstanding[index] = (outstanding[index] as number) + 1;
-          workers[index]?.worker.postMessage({ type: 'chunk', chunk });
+          if (index === count) here.push(chunk);
+          else workers[index]?.worker.postMessage({ type: 'chunk', chunk });
           break;
         }
         await new Promise<void>((resolve) => {
@@ -204,10 +228,14 @@ async function scanChunks(
         });
       }
     }
+    here.end();
     for (const { worker } of workers) worker.postMessage({ type: 'end' });
-    await Promise.all(workers.map(({ done }) => done));
+    await Promise.all([hereDone, ...workers.map(({ done }) => done)]);
   } finally {
+    here.end();
     await Promise.all(workers.map(({ worker }) => worker.terminate()));
+    await hereDone.catch(() => {});
+    await scanner.close();
   }
 }
 
