@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { sql } from '../adapters/postgres/pool.js';
 import { userIdOfAccountStream } from '../ledger/index.js';
 import { AsyncQueue } from './async-queue.js';
-import { type AccountOutcome, type Chunk, type ChunkOutcome, createChunkScanner } from './chunk.js';
+import { type AccountOutcome, type Chunk, type ChunkOutcome, createChunkScanner, type ScannedChunk } from './chunk.js';
+import { judgeChunk } from './judge.js';
 import { ProjectionLaggingError, waitForProjection } from './projection-wait.js';
 import { type AuditDeps, firstStatementDifference, type VerifyResult, verifyAccount } from './verify.js';
 import type { WorkerInit } from './verify-worker.js';
@@ -139,10 +140,11 @@ async function scanChunks(
   onEvents: (events: number) => void,
 ): Promise<void> {
   const connectionUri = deps.pool.configuration.connectionUri;
+  const pool = compareReadModels ? deps.pool : null;
   if (count === 0) {
-    const scanner = await createChunkScanner({ connectionUri, pool: compareReadModels ? deps.pool : null, pageSize });
+    const scanner = await createChunkScanner({ connectionUri, pageSize });
     try {
-      await scanner.run(chunks, onChunk, onEvents);
+      await scanner.run(chunks, async (scanned) => onChunk(await judgeChunk(pool, scanned)), onEvents);
     } finally {
       await scanner.close();
     }
@@ -150,7 +152,7 @@ async function scanChunks(
   }
 
   const entry = workerScript();
-  const init: WorkerInit = { connectionUri, compareReadModels, pageSize };
+  const init: WorkerInit = { connectionUri, pageSize };
   // Lanes 0..count-1 are the workers; lane `count` is this thread, which verifies chunks too: it starts
   // at once while the workers load their modules (most of a second each), and later it only takes its
   // share of the chunks, between its other duties (planning, progress).
@@ -162,14 +164,24 @@ async function scanChunks(
     resolve?.();
   };
   let failure: Error | null = null;
+  // Chunks scanned by any lane are judged here (./judge.ts), while the lanes go on.
+  const judging = new Set<Promise<void>>();
+  const judge = (scanned: ScannedChunk) => {
+    const judged = judgeChunk(pool, scanned).then(onChunk, (error: unknown) => {
+      failure ??= error instanceof Error ? error : new Error(String(error));
+      slotFreed();
+    });
+    judging.add(judged);
+    void judged.finally(() => judging.delete(judged));
+  };
   const workers = Array.from({ length: count }, (_, index) => {
     const worker = new Worker(entry.script, { workerData: init, eval: entry.eval });
     const done = new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: { type: string; outcome?: ChunkOutcome; events?: number; message?: string }) => {
+      worker.on('message', (message: { type: string; scanned?: ScannedChunk; events?: number; message?: string }) => {
         if (message.type === 'progress') onEvents(message.events as number);
         else if (message.type === 'chunk') {
           outstanding[index] = (outstanding[index] as number) - 1;
-          onChunk(message.outcome as ChunkOutcome);
+          judge(message.scanned as ScannedChunk);
           slotFreed();
         } else if (message.type === 'done') resolve();
         else if (message.type === 'error') {
@@ -195,13 +207,13 @@ async function scanChunks(
     return { worker, done };
   });
   const here = new AsyncQueue<Chunk>();
-  const scanner = await createChunkScanner({ connectionUri, pool: compareReadModels ? deps.pool : null, pageSize });
+  const scanner = await createChunkScanner({ connectionUri, pageSize });
   const hereDone = scanner
     .run(
       here,
-      (outcome) => {
+      (scanned) => {
         outstanding[count] = (outstanding[count] as number) - 1;
-        onChunk(outcome);
+        judge(scanned);
         slotFreed();
       },
       onEvents,
@@ -231,11 +243,14 @@ async function scanChunks(
     here.end();
     for (const { worker } of workers) worker.postMessage({ type: 'end' });
     await Promise.all([hereDone, ...workers.map(({ done }) => done)]);
+    while (judging.size > 0) await Promise.all(judging);
+    if (failure) throw failure;
   } finally {
     here.end();
     await Promise.all(workers.map(({ worker }) => worker.terminate()));
     await hereDone.catch(() => {});
     await scanner.close();
+    await Promise.allSettled(judging);
   }
 }
 
