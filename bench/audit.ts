@@ -8,7 +8,7 @@
  *    credits read models written by the real projection code.
  * 2. Baseline, same run, same data: raw `readAll` through the event-store port (no verification) over
  *    the first 300,000 events → `audit_readall_events_per_s`.
- * 3. `audit verify --all` (src/audit/verify-all.ts; chain + zod-parsed replay through `evolve` + read
+ * 3. `audit verify --all` (src/audit/verify-all.ts; chain + schema-checked replay through `evolve` + read
  *    models) → `verify_events_per_s`, `verify_vs_readall_ratio`; peak RSS sampled every 50 ms, and the
  *    RSS at half-way and at the end (flat memory: the two are close, whatever the ledger's size); the
  *    process's CPU per event and the machine's load average, to read the throughput against.

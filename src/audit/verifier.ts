@@ -9,9 +9,9 @@ import {
   type LedgerEvent,
   type LedgerState,
   type Lot,
-  parseLedgerEvent,
 } from '../ledger/index.js';
 import { eventHashFast } from './canonical.js';
+import { parseLedgerEventFast } from './event-check.js';
 
 /**
  * Verifies one account stream, one event at a time (memory: the account's state, never its events):
@@ -19,8 +19,9 @@ import { eventHashFast } from './canonical.js';
  * 1. the chain — revisions contiguous from 0, each `metadata.prev_hash` equal to the previous event's
  *    `hash` (GENESIS_HASH for revision 0), each `metadata.hash` equal to the hash recomputed with the
  *    recipe of src/core/hash-chain.ts;
- * 2. the replay — each event parsed with its zod schema (`parseLedgerEvent`) and folded with the same
- *    `evolve` the command handler uses; a stream that contradicts itself stops the replay there;
+ * 2. the replay — each event parsed with its zod schema (`parseLedgerEvent`, through the exact fast
+ *    check of ./event-check.ts) and folded with the same `evolve` the command handler uses; a stream
+ *    that contradicts itself stops the replay there;
  * 3. the entries — every balance event's own `balance_after` / `reserved_after` equal to the replayed
  *    account right after it (each entry explains itself).
  *
@@ -267,14 +268,15 @@ export class StreamVerifier {
     }
     let parsed: LedgerEvent;
     try {
-      parsed = parseLedgerEvent(event.type, event.data);
+      parsed = parseLedgerEventFast(event.type, event.data);
     } catch (error) {
       this.replayFailure = { revision: toNumber(revision), problem: 'invalid_event', message: (error as Error).message };
       return;
     }
     const before = this.state.balance;
     try {
-      // `parsed` is a fresh object: it can carry the store's fields itself (no copy per event).
+      // `parsed` is a fresh object (its data may be the event's own, never written to): it can carry the
+      // store's fields itself (no copy per event).
       this.state = evolve(this.state, Object.assign(parsed, { metadata: event.metadata, revision, position: event.position }));
     } catch (error) {
       this.replayFailure = { revision: toNumber(revision), problem: 'replay_failed', message: (error as Error).message };

@@ -5,7 +5,9 @@ import { Worker } from 'node:worker_threads';
 import { z } from 'zod';
 import { sql } from '../adapters/postgres/pool.js';
 import { userIdOfAccountStream } from '../ledger/index.js';
-import { type AccountOutcome, type Chunk, type ChunkOutcome, createChunkScanner } from './chunk.js';
+import { AsyncQueue } from './async-queue.js';
+import { type AccountOutcome, type Chunk, type ChunkOutcome, createChunkScanner, type ScannedChunk } from './chunk.js';
+import { judgeChunk } from './judge.js';
 import { ProjectionLaggingError, waitForProjection } from './projection-wait.js';
 import { type AuditDeps, firstStatementDifference, type VerifyResult, verifyAccount } from './verify.js';
 import type { WorkerInit } from './verify-worker.js';
@@ -14,8 +16,8 @@ import type { WorkerInit } from './verify-worker.js';
  * `audit verify --all`: every account stream verified like `verifyAccount`, fast.
  *
  * On the Postgres event store the streams are split into chunks of ~`chunkEvents` events (by the store's
- * `streams` table, in primary-key order) and verified by worker threads, each reading its chunks in
- * stream order straight from the `events` table (./chunk.ts): one account's state in memory per worker,
+ * `streams` table, in primary-key order) and verified by worker threads and this thread, each reading
+ * its chunks in stream order straight from the `events` table (./chunk.ts): one account's state in memory per lane,
  * whatever the ledger's size. Before the scan it waits for the credits projection to reach the log's
  * head; accounts that move during the scan are verified again at the end, one by one, like
  * `GET /audit/accounts/:id/verify` (waiting for the projector), so a busy ledger reports lag, not
@@ -25,8 +27,9 @@ import type { WorkerInit } from './verify-worker.js';
 
 export interface VerifyAllOptions {
   /**
-   * Worker threads (Postgres only); 0 = this thread. Default: the machine's parallelism (at most 4) for
-   * ledgers of 200,000 events or more, else 0 (a worker costs about a second to start).
+   * Worker threads (Postgres only), besides this thread, which verifies chunks too; 0 = this thread
+   * alone. Default: the machine's parallelism (at most 4) for ledgers of 200,000 events or more, else 0
+   * (a worker costs about a second to start).
    */
   readonly workers?: number;
   /** Events per chunk. Default 20,000. */
@@ -137,10 +140,11 @@ async function scanChunks(
   onEvents: (events: number) => void,
 ): Promise<void> {
   const connectionUri = deps.pool.configuration.connectionUri;
+  const pool = compareReadModels ? deps.pool : null;
   if (count === 0) {
-    const scanner = await createChunkScanner({ connectionUri, pool: compareReadModels ? deps.pool : null, pageSize });
+    const scanner = await createChunkScanner({ connectionUri, pageSize });
     try {
-      await scanner.run(chunks, onChunk, onEvents);
+      await scanner.run(chunks, async (scanned) => onChunk(await judgeChunk(pool, scanned)), onEvents);
     } finally {
       await scanner.close();
     }
@@ -148,8 +152,11 @@ async function scanChunks(
   }
 
   const entry = workerScript();
-  const init: WorkerInit = { connectionUri, compareReadModels, pageSize };
-  const outstanding: number[] = new Array(count).fill(0);
+  const init: WorkerInit = { connectionUri, pageSize };
+  // Lanes 0..count-1 are the workers; lane `count` is this thread, which verifies chunks too: it starts
+  // at once while the workers load their modules (most of a second each), and later it only takes its
+  // share of the chunks, between its other duties (planning, progress).
+  const outstanding: number[] = new Array(count + 1).fill(0);
   let wake: (() => void) | null = null;
   const slotFreed = () => {
     const resolve = wake;
@@ -157,14 +164,24 @@ async function scanChunks(
     resolve?.();
   };
   let failure: Error | null = null;
+  // Chunks scanned by any lane are judged here (./judge.ts), while the lanes go on.
+  const judging = new Set<Promise<void>>();
+  const judge = (scanned: ScannedChunk) => {
+    const judged = judgeChunk(pool, scanned).then(onChunk, (error: unknown) => {
+      failure ??= error instanceof Error ? error : new Error(String(error));
+      slotFreed();
+    });
+    judging.add(judged);
+    void judged.finally(() => judging.delete(judged));
+  };
   const workers = Array.from({ length: count }, (_, index) => {
     const worker = new Worker(entry.script, { workerData: init, eval: entry.eval });
     const done = new Promise<void>((resolve, reject) => {
-      worker.on('message', (message: { type: string; outcome?: ChunkOutcome; events?: number; message?: string }) => {
+      worker.on('message', (message: { type: string; scanned?: ScannedChunk; events?: number; message?: string }) => {
         if (message.type === 'progress') onEvents(message.events as number);
         else if (message.type === 'chunk') {
           outstanding[index] = (outstanding[index] as number) - 1;
-          onChunk(message.outcome as ChunkOutcome);
+          judge(message.scanned as ScannedChunk);
           slotFreed();
         } else if (message.type === 'done') resolve();
         else if (message.type === 'error') {
@@ -189,6 +206,24 @@ async function scanChunks(
     done.catch(() => {});
     return { worker, done };
   });
+  const here = new AsyncQueue<Chunk>();
+  const scanner = await createChunkScanner({ connectionUri, pageSize });
+  const hereDone = scanner
+    .run(
+      here,
+      (scanned) => {
+        outstanding[count] = (outstanding[count] as number) - 1;
+        judge(scanned);
+        slotFreed();
+      },
+      onEvents,
+    )
+    .catch((error: unknown) => {
+      failure = error instanceof Error ? error : new Error(String(error));
+      slotFreed();
+      throw failure;
+    });
+  hereDone.catch(() => {});
   try {
     for await (const chunk of chunks) {
       for (;;) {
@@ -196,7 +231,8 @@ async function scanChunks(
         const index = outstanding.indexOf(Math.min(...outstanding));
         if ((outstanding[index] as number) < 2) {
           outstanding[index] = (outstanding[index] as number) + 1;
-          workers[index]?.worker.postMessage({ type: 'chunk', chunk });
+          if (index === count) here.push(chunk);
+          else workers[index]?.worker.postMessage({ type: 'chunk', chunk });
           break;
         }
         await new Promise<void>((resolve) => {
@@ -204,10 +240,17 @@ async function scanChunks(
         });
       }
     }
+    here.end();
     for (const { worker } of workers) worker.postMessage({ type: 'end' });
-    await Promise.all(workers.map(({ done }) => done));
+    await Promise.all([hereDone, ...workers.map(({ done }) => done)]);
+    while (judging.size > 0) await Promise.all(judging);
+    if (failure) throw failure;
   } finally {
+    here.end();
     await Promise.all(workers.map(({ worker }) => worker.terminate()));
+    await hereDone.catch(() => {});
+    await scanner.close();
+    await Promise.allSettled(judging);
   }
 }
 

@@ -1,19 +1,18 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { createDatabasePool } from '../adapters/postgres/pool.js';
 import { AsyncQueue } from './async-queue.js';
 import { type Chunk, createChunkScanner } from './chunk.js';
 
 /**
  * A worker thread of `audit verify --all` (./verify-all.ts): verifies the chunks the coordinator sends
- * and posts each chunk's outcome, plus event counts for the progress bar.
+ * from their events and posts each chunk's reports (the coordinator compares them with the read models,
+ * ./judge.ts), plus event counts for the progress bar. It loads no slonik and holds no pool.
  *
  * in:  { type: 'chunk', chunk } …, then { type: 'end' }
- * out: { type: 'progress', events } …, { type: 'chunk', outcome } …, then { type: 'done' } or { type: 'error', message }
+ * out: { type: 'progress', events } …, { type: 'chunk', scanned } …, then { type: 'done' } or { type: 'error', message }
  */
 
 export interface WorkerInit {
   readonly connectionUri: string;
-  readonly compareReadModels: boolean;
   readonly pageSize?: number;
 }
 
@@ -30,17 +29,15 @@ port.on('message', (message: ToWorker) => {
 });
 
 async function main(): Promise<void> {
-  const pool = init.compareReadModels ? await createDatabasePool(init.connectionUri, { maxPoolSize: 1 }) : null;
-  const scanner = await createChunkScanner({ connectionUri: init.connectionUri, pool, pageSize: init.pageSize });
+  const scanner = await createChunkScanner({ connectionUri: init.connectionUri, pageSize: init.pageSize });
   try {
     await scanner.run(
       queue,
-      (outcome) => port?.postMessage({ type: 'chunk', outcome }),
+      (scanned) => port?.postMessage({ type: 'chunk', scanned }),
       (events) => port?.postMessage({ type: 'progress', events }),
     );
   } finally {
     await scanner.close();
-    await pool?.end();
   }
 }
 

@@ -242,6 +242,8 @@ export type CreditsExpiredData = z.infer<typeof CreditsExpiredData>;
 export type PurchaseRefundedData = z.infer<typeof PurchaseRefundedData>;
 export type TierChangedData = z.infer<typeof TierChangedData>;
 
+// The audit checks events against these schemas with a plain-code copy (src/audit/event-check.ts, proved by
+// test/unit/audit/event-check.test.ts): change it with them.
 export const LEDGER_EVENT_SCHEMAS = {
   CreditsPurchased: CreditsPurchasedData,
   CreditsGranted: CreditsGrantedData,

@@ -44,6 +44,11 @@ describe('canonicalJsonFast', () => {
       { a: 1, z: 3, m: 2 },
       { z: 3, m: 2, a: 1 },
       { a: 1, '\u0000z': 2, z: 3 },
+      { a: 1 },
+      { a: 1, z: 3 },
+      {},
+      { '': 1 },
+      { '': 1, a: 2 },
     ] as JsonValue[];
     for (let round = 0; round < 3; round++) {
       for (const value of lookalikes) expect(canonicalJsonFast(value)).toBe(canonicalJson(value));
