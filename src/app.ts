@@ -15,6 +15,8 @@ import { errorsPlugin } from './http/plugins/errors.js';
 import { metricsPlugin } from './http/plugins/metrics.js';
 import { genReqId, requestIdsPlugin } from './http/plugins/request-ids.js';
 import { routes } from './http/routes/index.js';
+import { hasEscapedKey } from './http/json-keys.js';
+import { ApiError } from './http/problem.js';
 import { assertStrictRouteSchema } from './http/schemas.js';
 
 /** Default JSON body limit; routes that take more (log batches) raise it themselves. */
@@ -39,6 +41,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<ZodTypeProvider>();
 
+  // JSON bodies: Fastify's own parser (prototype poisoning refused), after the escaped-key check.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (typeof body === 'string' && hasEscapedKey(body)) {
+      const message = 'JSON object keys must be written without escape sequences (no quotes, backslashes, control characters or \\u escapes in keys).';
+      done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorate('deps', deps);

@@ -85,6 +85,25 @@ describe('strict input (API §1)', () => {
     expect(response.json().code).toBe('validation_failed');
   });
 
+  it.each([
+    ['a quote', String.raw`{"amount":5,"meta":{"a\"b":1}}`],
+    ['a newline', String.raw`{"amount":5,"meta":{"\n":1}}`],
+    ['a backslash', String.raw`{"amount":5,"meta":{"\\":1}}`],
+    ['a unicode escape of a plain letter', String.raw`{"\u0061mount":5}`],
+  ])('an object key written with an escape (%s) → 400 validation_failed before parsing (V8 may decode it wrongly)', async (_label, payload) => {
+    const before = received.length;
+    const response = await post(payload);
+    expect(response.statusCode).toBe(400);
+    expect(response.json().code).toBe('validation_failed');
+    expect(response.json().errors[0].path).toBe('body');
+    expect(received.length).toBe(before);
+  });
+
+  it('escapes inside string values are fine', async () => {
+    const response = await post(String.raw`{"amount":5,"note":"a\"b\\c\n:"}`);
+    expect(response.statusCode).toBe(200);
+  });
+
   it('__proto__ pollution attempts are refused', async () => {
     const response = await post('{"amount":5,"__proto__":{"admin":true}}');
     expect(response.statusCode).toBe(400);
