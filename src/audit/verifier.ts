@@ -10,7 +10,7 @@ import {
   type LedgerState,
   type Lot,
 } from '../ledger/index.js';
-import { eventHashFast } from './canonical.js';
+import { eventHashFast } from '../core/canonical.js';
 import { parseLedgerEventFast } from './event-check.js';
 
 /**

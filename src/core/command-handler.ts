@@ -8,7 +8,8 @@ import {
   type RecordedEvent,
   WrongExpectedRevisionError,
 } from './event-store.js';
-import { canonicalJson, chainEvents, GENESIS_HASH, recordedHash } from './hash-chain.js';
+import { canonicalJsonFast } from './canonical.js';
+import { chainEvents, GENESIS_HASH, recordedHash } from './hash-chain.js';
 import { uuidV5 } from './ids.js';
 
 /**
@@ -211,7 +212,7 @@ export function createCommandHandler<State, Command, Decision>(
       key === undefined
         ? randomUUID()
         : uuidV5(
-            `${streamId}\u0000${key}\u0000${expected}\u0000${index}\u0000${createHash('sha256').update(`${event.type}\u0000${canonicalJson(event.data)}`).digest('hex')}`,
+            `${streamId}\u0000${key}\u0000${expected}\u0000${index}\u0000${createHash('sha256').update(`${event.type}\u0000${canonicalJsonFast(event.data)}`).digest('hex')}`,
             namespace,
           ),
     );

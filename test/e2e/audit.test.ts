@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventHashFast } from '../../src/audit/canonical.js';
+import { eventHashFast } from '../../src/core/canonical.js';
 import { CSV_COLUMNS } from '../../src/audit/export.js';
 import { CREDITS_PROJECTION } from '../../src/audit/projection-wait.js';
 import { createAuditDeps, verifyAccount } from '../../src/audit/verify.js';

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProjectionReader } from '../../projections/reader.js';
 import { sql } from '../../src/adapters/postgres/pool.js';
-import { eventHashFast } from '../../src/audit/canonical.js';
+import { eventHashFast } from '../../src/core/canonical.js';
 import { createAuditDeps } from '../../src/audit/verify.js';
 import { verifyAll } from '../../src/audit/verify-all.js';
 import { auditVerifyCommand, EXIT_MISMATCH } from '../../src/cli/commands/audit.js';

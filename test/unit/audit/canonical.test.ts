@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJsonFast, eventHashFast, hashedText } from '../../../src/audit/canonical.js';
+import { canonicalJsonFast, eventHashFast, hashedText } from '../../../src/core/canonical.js';
 import type { JsonObject, JsonValue } from '../../../src/core/event-store.js';
 import { canonicalJson, eventHash } from '../../../src/core/hash-chain.js';
 

@@ -1,7 +1,7 @@
 /** The export's line formats: NDJSON carries events as hashed, CSV quotes per RFC 4180 and round-trips. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { eventHashFast } from '../../../src/audit/canonical.js';
+import { eventHashFast } from '../../../src/core/canonical.js';
 import { CSV_COLUMNS, csvField, csvRow, exportLines } from '../../../src/audit/export.js';
 import { alloc, bal, granted, spent } from '../ledger/support/fixtures.js';
 import { memoryStore, parseCsv, recordAccount } from './support.js';
