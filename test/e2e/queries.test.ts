@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 /**
  * The query API (API §4, §5, §7, §8) over HTTP on the real app: read models, read-your-writes with
  * `min_position`, keyset pagination, roles.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../../src/adapters/postgres/pool.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 
@@ -200,6 +202,27 @@ describe('GET /activity', () => {
     expect(spent.next_cursor).not.toBeNull();
     const more = (await get(user, `/activity?action=credits_spent&limit=2&cursor=${spent.next_cursor}`)).json();
     expect(more.items.map((i: { metadata: { amount: number } }) => i.metadata.amount)).toEqual([30]);
+  });
+});
+
+describe('newest first means by position, numerically', () => {
+  // Read-model rows written directly with positions on both sides of a power of ten: compared as text,
+  // 999 would sort above 1000 (which hit these two lists once transaction ids passed 1000).
+  it('GET /credits/transactions and GET /activity put 1000-1 before 999-7', async () => {
+    const who = await signIn();
+    const row = (major: number, minor: number, amount: number, id = randomUUID()) => sql.unsafe`
+      insert into credit_transactions (id, user_id, event_id, type, amount, balance_before, balance_after, event_type, stream_revision, created_at, position_major, position_minor)
+      values (${id}, ${who.userId}, ${id}, 'bonus', ${amount}, 0, ${amount}, 'CreditsGranted', ${amount}, now(), ${major}, ${minor})`;
+    const log = (major: number, minor: number, action: string) => sql.unsafe`
+      insert into activity_logs (id, user_id, action, created_at, event_id, event_type, entry_index, position_major, position_minor)
+      values (${randomUUID()}, ${who.userId}, ${action}, now(), ${randomUUID()}, 'CreditsGranted', 0, ${major}, ${minor})`;
+    for (const query of [row(999, 7, 1), row(1000, 1, 2), row(98, 9, 3), log(999, 7, 'older'), log(1000, 1, 'newer'), log(98, 9, 'oldest')]) {
+      await t.db.pool.query(query);
+    }
+    const statement = (await get(who, '/credits/transactions')).json().items.map((i: { amount: number }) => i.amount);
+    expect(statement).toEqual([2, 1, 3]);
+    const activity = (await get(who, '/activity')).json().items.map((i: { action: string }) => i.action);
+    expect(activity).toEqual(['newer', 'older', 'oldest']);
   });
 });
 

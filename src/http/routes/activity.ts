@@ -146,9 +146,10 @@ export const activityRoutes: FastifyPluginAsyncZod = async (app) => {
       const rows = await deps.pool.any(sql.type(activityRow)`
         select id::text as id, action, resource_type, resource_id, metadata, ip_address, user_agent, created_at,
           position_major::text as position_major, position_minor::text as position_minor, entry_index
-        from activity_logs
+        from activity_logs a
         where ${sql.join(conditions, sql.fragment` and `)}
-        order by position_major desc, position_minor desc, entry_index desc
+        -- The numeric columns (a.…), not the text aliases of the select list: as text, 999 sorts after 1000.
+        order by a.position_major desc, a.position_minor desc, a.entry_index desc
         limit ${limit + 1}`);
       const items = rows.slice(0, limit);
       const last = items[items.length - 1];

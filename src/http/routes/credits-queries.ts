@@ -155,9 +155,10 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
       const rows = await deps.pool.any(sql.type(transactionRow)`
         select id::text as id, type, amount, balance_before, balance_after, description, metadata, reference_type, reference_id,
           created_at, position_major::text as position_major, position_minor::text as position_minor
-        from credit_transactions
+        from credit_transactions t
         where ${sql.join(conditions, sql.fragment` and `)}
-        order by position_major desc, position_minor desc
+        -- The numeric columns (t.…), not the text aliases of the select list: as text, 999 sorts after 1000.
+        order by t.position_major desc, t.position_minor desc
         limit ${limit + 1}`);
       const items = rows.slice(0, limit);
       const last = items[items.length - 1];
