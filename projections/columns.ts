@@ -21,6 +21,20 @@ export type Column<R> =
   | readonly [name: string, type: ScalarType, value: (row: R) => string | number | boolean | null]
   | readonly [name: string, type: 'jsonb', value: (row: R) => JsonValue | null];
 
+/** The first and last position a changed row carries (major, minor as decimal strings). */
+export interface PositionSpan {
+  readonly first_position: readonly [string, string];
+  readonly last_position: readonly [string, string];
+}
+
+/** The four position columns every aggregated row ends with. */
+export const positionColumns = <R extends PositionSpan>(): readonly Column<R>[] => [
+  ['first_major', 'numeric', (r) => r.first_position[0]],
+  ['first_minor', 'numeric', (r) => r.first_position[1]],
+  ['last_major', 'numeric', (r) => r.last_position[0]],
+  ['last_minor', 'numeric', (r) => r.last_position[1]],
+];
+
 const valuesOf = <R, V>(rows: readonly R[], value: (row: R) => V): V[] => {
   const values = new Array<V>(rows.length);
   for (let i = 0; i < rows.length; i++) values[i] = value(rows[i] as R);

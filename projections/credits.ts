@@ -36,7 +36,7 @@ import { sql } from '../src/adapters/postgres/pool.js';
 import type { JsonObject, RecordedEvent } from '../src/core/event-store.js';
 import { type LedgerEvent, userIdOfAccountStream } from '../src/ledger/events.js';
 import { type ProjectionDefinition, type ProjectionWrite, positionParts } from './definition.js';
-import { type Column, rowsOf } from './columns.js';
+import { type Column, positionColumns, rowsOf } from './columns.js';
 import { ledgerEventOf } from './parse.js';
 
 export type TransactionType = 'purchase' | 'use' | 'refund' | 'bonus' | 'expire' | 'admin';
@@ -433,10 +433,7 @@ const ACCOUNT_COLUMNS: readonly Column<AccountChange>[] = [
   ['created_at', 'timestamptz', (a) => a.created_at],
   ['updated_at', 'timestamptz', (a) => a.updated_at],
   ['last_event_id', 'uuid', (a) => a.last_event_id],
-  ['first_major', 'numeric', (a) => a.first_position[0]],
-  ['first_minor', 'numeric', (a) => a.first_position[1]],
-  ['last_major', 'numeric', (a) => a.last_position[0]],
-  ['last_minor', 'numeric', (a) => a.last_position[1]],
+  ...positionColumns(),
 ];
 
 const LOT_COLUMNS: readonly Column<LotChange>[] = [
@@ -452,10 +449,7 @@ const LOT_COLUMNS: readonly Column<LotChange>[] = [
   ['held_delta', 'int8', (l) => l.held_delta],
   ['clawed_back', 'boolean', (l) => l.clawed_back],
   ['updated_at', 'timestamptz', (l) => l.updated_at],
-  ['first_major', 'numeric', (l) => l.first_position[0]],
-  ['first_minor', 'numeric', (l) => l.first_position[1]],
-  ['last_major', 'numeric', (l) => l.last_position[0]],
-  ['last_minor', 'numeric', (l) => l.last_position[1]],
+  ...positionColumns(),
 ];
 
 /**

@@ -14,7 +14,7 @@ import { sql } from '../src/adapters/postgres/pool.js';
 import type { RecordedEvent } from '../src/core/event-store.js';
 import { type TierName, userIdOfAccountStream } from '../src/ledger/events.js';
 import { type ProjectionDefinition, type ProjectionWrite, positionParts } from './definition.js';
-import { type Column, rowsOf } from './columns.js';
+import { type Column, positionColumns, rowsOf } from './columns.js';
 import { ledgerEventOf } from './parse.js';
 
 /** The latest window of a batch and the calls counted in it. */
@@ -93,10 +93,7 @@ const TIER_COLUMNS: readonly Column<TierChange>[] = [
   ['last_api_call_at', 'timestamptz', (r) => r.last_api_call_at],
   ['created_at', 'timestamptz', (r) => r.created_at],
   ['updated_at', 'timestamptz', (r) => r.updated_at],
-  ['first_major', 'numeric', (r) => r.first_position[0]],
-  ['first_minor', 'numeric', (r) => r.first_position[1]],
-  ['last_major', 'numeric', (r) => r.last_position[0]],
-  ['last_minor', 'numeric', (r) => r.last_position[1]],
+  ...positionColumns(),
 ];
 
 /** The changes as SQL (one array parameter per column, an insert and an update) — part of the batch's single statement. */
