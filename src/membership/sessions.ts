@@ -75,7 +75,9 @@ export function createSessions(pool: DatabasePool): Sessions {
       join user_sessions s on s.user_id = u.id and s.id = k.session_id`);
     const found = new Map(rows.map(({ i, ...principal }) => [i, principal]));
     return lookups.map((_, index) => found.get(index + 1) ?? null);
-  });
+    // One query in flight: measured against 2 and 4, the fewest statements per spend (Postgres ~318 µs per
+    // spend against ~343 and ~465) at the same throughput and p99.
+  }, { maxInFlight: 1 });
   return {
     open: (input) => insertSession(pool, input),
     // Ids that are not UUIDs name no row (and must not fail the batch they would share).
