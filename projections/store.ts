@@ -2,10 +2,9 @@
  * The projection bookkeeping tables (migrations/020_projections.sql): the `projections` pointer to the
  * active generation and one `projection_checkpoints` row per generation.
  */
-import { createHash } from 'node:crypto';
 import type { CommonQueryMethods, FragmentSqlToken } from 'slonik';
 import { z } from 'zod';
-import { sql } from '../src/adapters/postgres/pool.js';
+import { prepared, sql } from '../src/adapters/postgres/pool.js';
 import { formatPosition, type Position } from '../src/core/event-store.js';
 import { FENCED_SQLSTATE, failureChecks, type ProjectionWrite, positionParts } from './definition.js';
 
@@ -144,24 +143,10 @@ export const batchStatement = (
     select ${sql.join(checks, sql.fragment` and `)} as ok,
       pg_notify(${CHECKPOINT_CHANNEL}, ${payload})::text as notified,
       set_config('synchronous_commit', 'off', true) as synchronous_commit`;
-  return { ...statement, name: preparedName(statement.sql) };
-};
-
-/**
- * A batch statement's text depends only on the projection, its generation and which writes the
- * batch has (the rows are parameters), so the few texts there are get parsed and planned once per
- * connection as named prepared statements — for small batches (a projector keeping up with live
- * traffic) that was most of a batch's cost in Postgres. The name is the text's digest: one name, one text.
- */
-const preparedNames = new Map<string, string>();
-const preparedName = (text: string): string => {
-  let name = preparedNames.get(text);
-  if (name === undefined) {
-    name = `projection_batch_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    if (preparedNames.size >= 1000) preparedNames.clear();
-    preparedNames.set(text, name);
-  }
-  return name;
+  // Few texts (one per projection, generation and mix of writes; rows are parameters): prepared once
+  // per connection. For small batches (a projector keeping up with live traffic) planning was most of a
+  // batch's cost in Postgres.
+  return prepared(statement);
 };
 
 export interface FailureRecord {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
+import { type DatabasePool, prepared, sql } from '../adapters/postgres/pool.js';
 import { createBatcher } from '../core/batcher.js';
 import type { JsonObject } from '../core/event-store.js';
 import { isUuid } from '../core/ids.js';
@@ -68,7 +68,8 @@ export function createSessions(pool: DatabasePool): Sessions {
    * revocation or deactivation committed before that is seen, as with one query per request.
    */
   const lookup = createBatcher(async (lookups: readonly PrincipalLookup[]) => {
-    const rows = await pool.any(sql.type(principalOfBatch)`
+    const rows = await pool.any(
+      prepared(sql.type(principalOfBatch)`
       select k.i, u.id::text as user_id, u.email, u.role, u.is_active,
              s.revoked_at is not null as session_revoked,
              s.expires_at <= k.at as session_expired
@@ -78,7 +79,8 @@ export function createSessions(pool: DatabasePool): Sessions {
         ${sql.array(lookups.map((l) => l.now.toISOString()), 'timestamptz')}
       ) with ordinality as k(user_id, session_id, at, i)
       join users u on u.id = k.user_id
-      join user_sessions s on s.user_id = u.id and s.id = k.session_id`);
+      join user_sessions s on s.user_id = u.id and s.id = k.session_id`),
+    );
     const found = new Map(rows.map(({ i, ...principal }) => [i, principal]));
     return lookups.map((_, index) => found.get(index + 1) ?? null);
   }, SESSION_BATCHING);

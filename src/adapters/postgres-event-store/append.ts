@@ -6,7 +6,7 @@ import {
   type NewEvent,
   WrongExpectedRevisionError,
 } from '../../core/event-store.js';
-import { sql } from '../postgres/pool.js';
+import { prepared, sql } from '../postgres/pool.js';
 import { clampToInt8 } from './rows.js';
 
 const appendRow = z.discriminatedUnion('outcome', [
@@ -50,7 +50,8 @@ export async function appendInTransaction(
 ): Promise<AppendResult> {
   if (events.length === 0) throw new RangeError(`append to ${streamId} has no events`);
   const expected = encodeExpected(expectedRevision);
-  const row = await connection.one(sql.type(appendRow)`
+  const row = await connection.one(
+    prepared(sql.type(appendRow)`
     select outcome, revision, transaction_id::text as transaction_id, global_position
     from append_to_stream(
       ${streamId},
@@ -72,7 +73,8 @@ export async function appendInTransaction(
         events.map((event) => JSON.stringify(event.metadata ?? {})),
         'jsonb',
       )}
-    )`);
+    )`),
+  );
   if (row.outcome === 'conflict') {
     throw new WrongExpectedRevisionError(streamId, expectedRevision, row.revision ?? 'no_stream');
   }

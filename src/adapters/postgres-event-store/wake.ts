@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { z } from 'zod';
-import { type DatabasePool, sql } from '../postgres/pool.js';
+import { type DatabasePool, prepared, sql } from '../postgres/pool.js';
 
 /**
  * Wake-ups for live subscriptions. A notification only tells a subscriber "look again"; what it reads is
@@ -179,7 +179,7 @@ export class CommitNotifier {
       do {
         this.again = false;
         // A failed wake-up is only latency: subscribers still poll. Never let it fail an append.
-        await this.pool.one(sql.type(notified)`select true as sent from pg_notify(${this.channel}, '')`).catch(() => {});
+        await this.pool.one(prepared(sql.type(notified)`select true as sent from pg_notify(${this.channel}, '')`)).catch(() => {});
       } while (this.again && !this.closed);
     } finally {
       this.running = null;

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AppendResult, EventStore, ExpectedRevision, NewEvent } from '../../core/event-store.js';
 import { WrongExpectedRevisionError } from '../../core/event-store.js';
-import { type DatabasePool, sql } from '../postgres/pool.js';
+import { type DatabasePool, prepared, sql } from '../postgres/pool.js';
 import { CommitNotifier } from '../postgres-event-store/wake.js';
 
 /**
@@ -79,7 +79,8 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
     try {
       const expected = batch.map((p) => encodeExpected(p.expected));
       const events = batch.flatMap((p) => p.events);
-      const rows = await pool.any(sql.type(outcomeRow)`
+      const rows = await pool.any(
+        prepared(sql.type(outcomeRow)`
         select idx, outcome, revision, transaction_id::text as transaction_id, global_position,
                array_to_string(positions, ',') as positions
         from append_to_streams(
@@ -115,7 +116,8 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
             events.map((e) => JSON.stringify(e.metadata ?? {})),
             'jsonb',
           )}
-        )`);
+        )`),
+      );
       notifier.notify();
       const byIndex = new Map(rows.map((row) => [row.idx, row]));
       for (const [index, pending] of batch.entries()) {
