@@ -12,6 +12,8 @@ import {
 export { sql };
 export type { DatabasePool };
 
+const preparedNames = new Map<string, string>();
+
 /**
  * The query as a named prepared statement: Postgres parses, analyses and plans its text once per
  * connection instead of on every execution. For statements whose text is fixed (values are parameters)
@@ -28,7 +30,6 @@ export function prepared<Q extends { readonly sql: string }>(query: Q): Q & { re
   }
   return { ...query, name };
 }
-const preparedNames = new Map<string, string>();
 
 /**
  * Validates every row of a typed query (`sql.type(zodSchema)`) against its schema.
