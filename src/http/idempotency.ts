@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { JsonObject, JsonValue } from '../core/event-store.js';
-import { canonicalJson } from '../core/hash-chain.js';
+import { canonicalJsonFast } from '../core/canonical.js';
 import type { IdempotencyStamp } from '../ledger/commands.js';
 import { ApiError } from './problem.js';
 
@@ -62,7 +62,7 @@ export function requestHash(input: {
     body: toJson(input.body ?? null),
     actor: input.actorId ?? null,
   };
-  return sha256Hex(canonicalJson(identity));
+  return sha256Hex(canonicalJsonFast(identity));
 }
 
 /** Plain JSON of a validated value (drops undefined members, as JSON would). */
