@@ -4,7 +4,7 @@ import { withMultiStreamAppends } from '../../src/adapters/postgres-multi-append
 import { createPostgresEventStore } from '../../src/adapters/postgres-event-store/event-store.js';
 import { createAccounts } from '../../src/core/accounts.js';
 import { systemClock } from '../../src/core/clock.js';
-import { comparePositions, type EventStore, type NewEvent, type RecordedEvent, WrongExpectedRevisionError } from '../../src/core/event-store.js';
+import { comparePositions, type EventStore, formatPosition, type NewEvent, type Position, type RecordedEvent, WrongExpectedRevisionError } from '../../src/core/event-store.js';
 import { accountStreamId, DEFAULT_TIER_TABLE } from '../../src/ledger/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -111,6 +111,36 @@ describe('withMultiStreamAppends', () => {
       expect(revisionsInLogOrder).toEqual([...revisionsInLogOrder].sort((x, y) => (x < y ? -1 : 1)));
       expect(revisionsInLogOrder).toEqual(revisionsInLogOrder.map((_, i) => BigInt(i)));
     }
+  });
+
+  it('rounds of several commands on one stream learn each event’s position from the append, and it is the stored one', async () => {
+    const streamsRead: string[] = [];
+    const batched = withMultiStreamAppends(store, db.pool);
+    // Count read-backs: with the positions the append returns, a round needs none.
+    const watched: EventStore = {
+      ...batched,
+      readStream: (streamId, options) => {
+        streamsRead.push(streamId);
+        return batched.readStream(streamId, options);
+      },
+    };
+    const accounts = createAccounts({ eventStore: watched, clock: systemClock, tiers: DEFAULT_TIER_TABLE, cacheSize: 100 });
+    const userId = randomUUID();
+    await accounts.execute(userId, { type: 'Grant', lot_id: randomUUID(), kind: 'bonus', amount: 100, reason: 't' });
+    streamsRead.length = 0;
+    const results = await Promise.all(
+      Array.from({ length: 30 }, () => accounts.execute(userId, { type: 'Spend', spend_id: randomUUID(), amount: 1, counts_api_call: false })),
+    );
+    const stored = await read(accountStreamId(userId));
+    for (const result of results) {
+      const event = stored.find((e) => e.id === result.appended[0]?.id);
+      expect(event).toBeDefined();
+      expect(result.position).toEqual(event?.position);
+      expect(result.appended[0]?.position).toEqual(event?.position);
+    }
+    // 30 commands on one stream went out in fewer appends than commands, none of them read back.
+    expect(new Set(results.map((r) => formatPosition(r.position as Position))).size).toBe(30);
+    expect(streamsRead).toEqual([]);
   });
 
   it('the ledger on it: 400 concurrent spends over 40 accounts, balances exact, fewer commits than spends', async () => {
