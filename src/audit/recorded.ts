@@ -44,18 +44,7 @@ export const auditRecord = (event: RecordedEvent): AuditRecord => ({
 export const exportRecord = (event: RecordedEvent): ExportRecord | null => {
   const userId = userIdOfAccountStream(event.streamId);
   if (userId === null) return null;
-  // Field order: where the event sits first, then the event as hashed, then the convenience copies.
-  return {
-    position: formatPosition(event.position),
-    stream_id: event.streamId,
-    user_id: userId,
-    revision: Number(event.revision),
-    id: event.id,
-    type: event.type,
-    data: event.data,
-    metadata: event.metadata,
-    recorded_at: event.recordedAt.toISOString(),
-    prev_hash: text(event.metadata.prev_hash),
-    hash: text(event.metadata.hash),
-  };
+  // Field order: where the event sits first, then the rest of the audit record.
+  const { position, ...rest } = auditRecord(event);
+  return { position, stream_id: event.streamId, user_id: userId, ...rest };
 };
