@@ -143,6 +143,30 @@ describe('withMultiStreamAppends', () => {
     expect(streamsRead).toEqual([]);
   });
 
+  it('a batch wakes the store’s own live subscribers at once, without NOTIFY or a poll', async () => {
+    // No LISTEN connection and a poll of a minute: only the store's own wake-up can deliver in time.
+    const quiet = createPostgresEventStore({ pool: db.pool, notifyUrl: false, pollIntervalMs: 60_000 });
+    const batched = withMultiStreamAppends(quiet, db.pool, { maxInFlight: 1 });
+    const stop = new AbortController();
+    const from = (await quiet.headPosition()) ?? undefined;
+    const appended = Array.from({ length: 6 }, (_, i) => event(i));
+    const seen = new Set<string>();
+    const delivered = (async () => {
+      for await (const e of quiet.subscribeToAll({ ...(from ? { fromPosition: from } : {}), signal: stop.signal })) {
+        seen.add(e.id);
+        if (appended.every((a) => seen.has(a.id))) return true;
+      }
+      return false;
+    })();
+    // The first goes out alone; the others wait for it and go together through append_to_streams.
+    await Promise.all(appended.map((e) => batched.appendToStream(`wake-${randomUUID()}`, [e], { expectedRevision: 'no_stream' })));
+    const timeout = new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000));
+    const outcome = await Promise.race([delivered, timeout]);
+    stop.abort();
+    await quiet.close();
+    expect(outcome).toBe(true);
+  });
+
   it('the ledger on it: 400 concurrent spends over 40 accounts, balances exact, fewer commits than spends', async () => {
     const batches: number[] = [];
     const accounts = createAccounts({ eventStore: withMultiStreamAppends(store, db.pool, { onBatch: (n) => batches.push(n) }), clock: systemClock, tiers: DEFAULT_TIER_TABLE });

@@ -54,7 +54,20 @@ const MIN_RETRY_MS = 5;
  * stop below the oldest transaction still in flight (see migrations/001_event_store.sql), so a
  * subscriber never passes an event that could still commit before it.
  */
-export function createPostgresEventStore(options: PostgresEventStoreOptions): EventStore {
+/** The Postgres event store: the port, plus what a writer that commits events itself needs. */
+export interface PostgresEventStore extends EventStore {
+  readonly name: 'postgres';
+  /**
+   * After a commit that wrote events without `appendToStream` (the group-committed batch append): wakes
+   * this store's live subscriptions at once and tells other processes (NOTIFY), as an append does.
+   */
+  announceCommit(): void;
+}
+
+export const isPostgresEventStore = (store: EventStore): store is PostgresEventStore =>
+  store.name === 'postgres' && typeof (store as Partial<PostgresEventStore>).announceCommit === 'function';
+
+export function createPostgresEventStore(options: PostgresEventStoreOptions): PostgresEventStore {
   const { pool } = options;
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const batchSize = options.batchSize ?? 500;
@@ -183,14 +196,19 @@ export function createPostgresEventStore(options: PostgresEventStoreOptions): Ev
     }
   }
 
+  const announceCommit = () => {
+    for (const waker of subscriptions.keys()) waker.wake();
+    notifier.notify();
+  };
+
   return {
     name: 'postgres',
+    announceCommit,
 
     async appendToStream(streamId, events, { expectedRevision }) {
       assertOpen();
       const result = await appendInTransaction(pool, streamId, events, expectedRevision);
-      for (const waker of subscriptions.keys()) waker.wake();
-      notifier.notify();
+      announceCommit();
       return result;
     },
 

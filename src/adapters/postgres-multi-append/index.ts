@@ -2,18 +2,19 @@ import { z } from 'zod';
 import type { AppendResult, EventStore, ExpectedRevision, NewEvent } from '../../core/event-store.js';
 import { WrongExpectedRevisionError } from '../../core/event-store.js';
 import { type DatabasePool, prepared, sql } from '../postgres/pool.js';
-import { CommitNotifier } from '../postgres-event-store/wake.js';
+import { isPostgresEventStore } from '../postgres-event-store/event-store.js';
 
 /**
  * Group commit across streams for the Postgres event store.
  *
  * `withMultiStreamAppends(store, pool)` is the same EventStore, except that appends arriving while
- * earlier ones are in flight wait and then go to Postgres together: one statement
- * (`append_to_streams`, migrations/031) and one commit for all of them. Each append keeps its own
- * outcome and exactly `append_to_stream`'s semantics (expected revision, idempotent re-append,
+ * `maxInFlight` statements are running wait and then go to Postgres together: one statement
+ * (`append_to_streams`, migrations/031 and 034) and one commit for all of them. Each append keeps its
+ * own outcome and exactly `append_to_stream`'s semantics (expected revision, idempotent re-append,
  * conflict), so callers cannot tell the difference — except that N concurrent commands on N accounts
- * cost about one commit instead of N. An append that finds nothing in flight goes out at once, alone,
- * through the store itself (no added latency when idle).
+ * cost about one commit instead of N, and that a multi-event append learns every event's position.
+ * An append that finds a statement slot free goes out at once (no added latency when idle). After
+ * each batch the store announces the commit (its own subscribers woken, other processes notified).
  *
  * Everything but `appendToStream` is the wrapped store's.
  */
@@ -41,8 +42,6 @@ export interface MultiAppendOptions {
   readonly maxInFlight?: number;
   /** Most appends in one statement. Default 256. */
   readonly maxBatch?: number;
-  /** The store's LISTEN/NOTIFY channel (to wake subscribers after a batch). Default `event_store`. */
-  readonly channel?: string;
   readonly onBatch?: (appends: number) => void;
 }
 
@@ -55,10 +54,10 @@ const encodeExpected = (expected: ExpectedRevision): { kind: string; revision: s
 };
 
 export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, options: MultiAppendOptions = {}): EventStore {
-  if (store.name !== 'postgres') return store;
+  if (!isPostgresEventStore(store)) return store;
+  const postgres = store;
   const maxInFlight = options.maxInFlight ?? 2;
   const maxBatch = options.maxBatch ?? 256;
-  const notifier = new CommitNotifier(pool, options.channel ?? 'event_store');
   const queue: Pending[] = [];
   let inFlight = 0;
 
@@ -118,7 +117,8 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
           )}
         )`),
       );
-      notifier.notify();
+      // Wakes this store's subscribers directly and other processes by NOTIFY, like an append.
+      postgres.announceCommit();
       const byIndex = new Map(rows.map((row) => [row.idx, row]));
       for (const [index, pending] of batch.entries()) {
         const row = byIndex.get(index + 1);
@@ -166,9 +166,6 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
         pump();
       });
     },
-    async close() {
-      await notifier.close();
-      await store.close();
-    },
+    close: () => store.close(),
   };
 }
