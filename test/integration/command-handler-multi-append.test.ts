@@ -75,6 +75,22 @@ describe('withMultiStreamAppends', () => {
     expect(await read(c)).toHaveLength(1);
   });
 
+  it('an expected revision beyond any bigint is a conflict of its own append, not a failed batch', async () => {
+    const batched = withMultiStreamAppends(store, db.pool, { maxInFlight: 1 });
+    const far = `multi-far-${randomUUID()}`;
+    const near = `multi-near-${randomUUID()}`;
+    await store.appendToStream(far, [event(1)], { expectedRevision: 'no_stream' });
+    const blocker = batched.appendToStream(`multi-x-${randomUUID()}`, [event(0)], { expectedRevision: 'no_stream' });
+    const outcomes = await Promise.allSettled([
+      batched.appendToStream(far, [event(2)], { expectedRevision: 2n ** 64n }),
+      batched.appendToStream(near, [event(3)], { expectedRevision: 'no_stream' }),
+    ]);
+    await blocker;
+    expect((outcomes[0] as PromiseRejectedResult).reason).toBeInstanceOf(WrongExpectedRevisionError);
+    expect(outcomes[1]).toMatchObject({ status: 'fulfilled', value: { nextExpectedRevision: 0n } });
+    expect(await read(near)).toHaveLength(1);
+  });
+
   it('two writers batching overlapping streams: no deadlock, and the global log has every stream in revision order', async () => {
     const one = withMultiStreamAppends(store, db.pool);
     const two = withMultiStreamAppends(store, db.pool);

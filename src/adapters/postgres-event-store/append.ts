@@ -24,7 +24,8 @@ const appendRow = z.discriminatedUnion('outcome', [
   }),
 ]);
 
-const encodeExpected = (expected: ExpectedRevision): { kind: string; revision: bigint | null } => {
+/** The expected revision as append_to_stream(s) take it: a kind, and a revision for 'exact'. */
+export const encodeExpected = (expected: ExpectedRevision): { kind: string; revision: bigint | null } => {
   if (typeof expected === 'bigint') {
     if (expected < 0n) throw new RangeError(`expected revision must be >= 0, got ${expected}`);
     // No stream gets that far, so beyond a bigint it is simply a conflict (reported with the caller's value).

@@ -3,6 +3,7 @@ import type { AppendResult, EventStore, ExpectedRevision, NewEvent } from '../..
 import { WrongExpectedRevisionError } from '../../core/event-store.js';
 import { createBatcher } from '../../core/batcher.js';
 import { type DatabasePool, prepared, sql } from '../postgres/pool.js';
+import { encodeExpected } from '../postgres-event-store/append.js';
 import { isPostgresEventStore } from '../postgres-event-store/event-store.js';
 
 /**
@@ -47,14 +48,6 @@ export interface MultiAppendOptions {
   readonly onBatch?: (appends: number) => void;
 }
 
-const encodeExpected = (expected: ExpectedRevision): { kind: string; revision: string | null } => {
-  if (typeof expected === 'bigint') {
-    if (expected < 0n) throw new RangeError(`expected revision must be >= 0, got ${expected}`);
-    return { kind: 'exact', revision: expected.toString() };
-  }
-  return { kind: expected, revision: null };
-};
-
 export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, options: MultiAppendOptions = {}): EventStore {
   if (!isPostgresEventStore(store)) return store;
   const postgres = store;
@@ -88,7 +81,7 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
             'text',
           )},
           ${sql.array(
-            expected.map((e) => e.revision),
+            expected.map((e) => (e.revision === null ? null : e.revision.toString())),
             'int8',
           )},
           ${sql.array(
