@@ -5,7 +5,8 @@ import { sql } from '../../adapters/postgres/pool.js';
 import { formatPosition, type JsonObject } from '../../core/event-store.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
-import { awaitProjections, decodePositionCursor, encodePositionCursor } from '../read-your-writes.js';
+import { pageOf, positionKeyset } from '../position-pages.js';
+import { awaitProjections } from '../read-your-writes.js';
 import { bearerSecurity, cursorParam, errorResponses, isoDate, limitParam, minPositionParam } from '../schemas.js';
 
 /**
@@ -60,6 +61,13 @@ const activityRow = z.object({
   position_minor: z.string(),
   entry_index: z.number().int(),
 });
+
+/** Newest first: by event position, then by the entry's index within its event (a log batch). */
+const ACTIVITY_KEY = [
+  { column: 'position_major', type: 'numeric' },
+  { column: 'position_minor', type: 'numeric' },
+  { column: 'entry_index', type: 'int' },
+] as const;
 
 export const activityItem = z.object({
   id: z.string(),
@@ -130,8 +138,8 @@ export const activityRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const userId = principalOf(request).userId;
       const { action, limit, cursor, min_position } = request.query;
-      const after = cursor === undefined ? null : decodePositionCursor(cursor, 3);
-      if (after && Number(after[2]) > MAX_LOG_ENTRIES) {
+      const keyset = positionKeyset('a', ACTIVITY_KEY, cursor);
+      if (keyset.after && Number(keyset.after[2]) > MAX_LOG_ENTRIES) {
         throw new ApiError('validation_failed', 'The query is not valid.', {
           errors: [{ path: 'querystring.cursor', message: 'is not a cursor this API issued' }],
         });
@@ -139,20 +147,15 @@ export const activityRoutes: FastifyPluginAsyncZod = async (app) => {
       await awaitProjections(app, ['activity'], min_position);
       const conditions = [sql.fragment`user_id = ${userId}`];
       if (action !== undefined) conditions.push(sql.fragment`action = ${action}`);
-      if (after) {
-        conditions.push(sql.fragment`(position_major, position_minor, entry_index) <
-          (${after[0] as string}::numeric, ${after[1] as string}::numeric, ${Number(after[2])}::int)`);
-      }
+      if (keyset.condition) conditions.push(keyset.condition);
       const rows = await deps.pool.any(sql.type(activityRow)`
         select id::text as id, action, resource_type, resource_id, metadata, ip_address, user_agent, created_at,
           position_major::text as position_major, position_minor::text as position_minor, entry_index
         from activity_logs a
         where ${sql.join(conditions, sql.fragment` and `)}
-        -- The numeric columns (a.…), not the text aliases of the select list: as text, 999 sorts after 1000.
-        order by a.position_major desc, a.position_minor desc, a.entry_index desc
+        order by ${keyset.orderBy}
         limit ${limit + 1}`);
-      const items = rows.slice(0, limit);
-      const last = items[items.length - 1];
+      const { items, next_cursor } = pageOf(rows, limit, (row) => [row.position_major, row.position_minor, row.entry_index]);
       return {
         items: items.map((row) => ({
           id: row.id,
@@ -164,8 +167,7 @@ export const activityRoutes: FastifyPluginAsyncZod = async (app) => {
           user_agent: row.user_agent,
           created_at: row.created_at.toISOString(),
         })),
-        next_cursor:
-          rows.length > limit && last ? encodePositionCursor([last.position_major, last.position_minor, last.entry_index]) : null,
+        next_cursor,
       };
     },
   );

@@ -3,7 +3,8 @@ import { z } from 'zod';
 import { sql } from '../../adapters/postgres/pool.js';
 import { formatPosition } from '../../core/event-store.js';
 import { principalOf } from '../plugins/auth.js';
-import { awaitProjections, decodePositionCursor, encodePositionCursor } from '../read-your-writes.js';
+import { pageOf, positionKeyset } from '../position-pages.js';
+import { awaitProjections } from '../read-your-writes.js';
 import { bearerSecurity, cursorParam, errorResponses, isoDate, limitParam, minPositionParam } from '../schemas.js';
 
 /**
@@ -61,6 +62,12 @@ export const creditsResponse = z.object({
   updated_at: isoDate.nullable(),
   position: z.string().nullable().describe('Position of the last event reflected for this account'),
 });
+
+/** Newest first, by event position. */
+const TRANSACTION_KEY = [
+  { column: 'position_major', type: 'numeric' },
+  { column: 'position_minor', type: 'numeric' },
+] as const;
 
 export const transactionItem = z.object({
   id: z.string(),
@@ -147,21 +154,19 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const userId = principalOf(request).userId;
       const { type, limit, cursor, min_position } = request.query;
-      const after = cursor === undefined ? null : decodePositionCursor(cursor, 2);
+      const keyset = positionKeyset('t', TRANSACTION_KEY, cursor);
       await awaitProjections(app, ['credits'], min_position);
       const conditions = [sql.fragment`user_id = ${userId}`];
       if (type !== undefined) conditions.push(sql.fragment`type = ${type}`);
-      if (after) conditions.push(sql.fragment`(position_major, position_minor) < (${after[0] as string}::numeric, ${after[1] as string}::numeric)`);
+      if (keyset.condition) conditions.push(keyset.condition);
       const rows = await deps.pool.any(sql.type(transactionRow)`
         select id::text as id, type, amount, balance_before, balance_after, description, metadata, reference_type, reference_id,
           created_at, position_major::text as position_major, position_minor::text as position_minor
         from credit_transactions t
         where ${sql.join(conditions, sql.fragment` and `)}
-        -- The numeric columns (t.…), not the text aliases of the select list: as text, 999 sorts after 1000.
-        order by t.position_major desc, t.position_minor desc
+        order by ${keyset.orderBy}
         limit ${limit + 1}`);
-      const items = rows.slice(0, limit);
-      const last = items[items.length - 1];
+      const { items, next_cursor } = pageOf(rows, limit, (row) => [row.position_major, row.position_minor]);
       return {
         items: items.map((row) => ({
           id: row.id,
@@ -176,7 +181,7 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
           created_at: row.created_at.toISOString(),
           position: formatPosition({ major: BigInt(row.position_major), minor: BigInt(row.position_minor) }),
         })),
-        next_cursor: rows.length > limit && last ? encodePositionCursor([last.position_major, last.position_minor]) : null,
+        next_cursor,
       };
     },
   );
