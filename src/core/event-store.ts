@@ -9,23 +9,15 @@
  *   returns the original result; any other mismatch is a WrongExpectedRevisionError.
  */
 
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
-export type JsonObject = { [key: string]: JsonValue };
+import type { JsonObject, Position } from '../values.js';
+
+export type { JsonObject, JsonValue, Position } from '../values.js';
 
 /** `any`, `no_stream`, `stream_exists`, or the revision of the stream's last event. */
 export type ExpectedRevision = 'any' | 'no_stream' | 'stream_exists' | bigint;
 
 /** What the stream actually held when a conflict was detected. */
 export type ActualRevision = 'no_stream' | bigint;
-
-/**
- * Opaque, totally ordered global position.
- * Postgres: (transaction id, global sequence). EventStoreDB: (commit, prepare).
- */
-export interface Position {
-  readonly major: bigint;
-  readonly minor: bigint;
-}
 
 export interface NewEvent {
   /** UUID. Deterministic ids (e.g. UUIDv5 of a command id) make retries idempotent. */

@@ -3,7 +3,7 @@
  * so `decide` stays deterministic; the clock comes in through the decide context.
  * Fields are snake_case like the HTTP bodies they mostly come from. Optional fields may be omitted.
  */
-import type { JsonObject } from '../core/event-store.js';
+import type { JsonObject } from '../values.js';
 import { EVENT_SCHEMA_VERSION, type GrantKind, type TierName } from './events.js';
 
 /** From the `Idempotency-Key` header; `request_hash` is the handler's hash of the (canonical) body. */

@@ -14,7 +14,7 @@
  * Events are never edited. A new need gets a new event type or an upcaster, never a changed meaning.
  */
 import { z } from 'zod';
-import type { JsonObject, JsonValue } from '../core/event-store.js';
+import type { JsonObject, JsonValue } from '../values.js';
 
 export const EVENT_SCHEMA_VERSION = 1;
 

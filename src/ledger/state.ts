@@ -10,7 +10,7 @@
  * 24 h after they were recorded/closed (pruned inside evolve from the events' own `at`, so replay is
  * deterministic). Spends are kept for the account's lifetime because an admin may refund any spend.
  */
-import type { JsonObject, Position, RecordedEvent } from '../core/event-store.js';
+import type { JsonObject, Position } from '../values.js';
 import { type AllocationEntry, type GrantKind, isLedgerEventType, type LedgerEvent, parseLedgerEvent, type TierName } from './events.js';
 
 export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
@@ -723,13 +723,22 @@ export const evolve = (state: LedgerState, event: EvolveInput): LedgerState => {
   return state;
 };
 
+/** An event as the store hands it out (the event-store port's RecordedEvent fits). */
+export interface StoredEvent {
+  readonly type: string;
+  readonly data: JsonObject;
+  readonly metadata: JsonObject;
+  readonly revision: bigint;
+  readonly position: Position;
+}
+
 /**
  * Turns an event read from the store into evolve's input (type, data, metadata, revision, position);
  * null for a type that is not a ledger event. `validate` (default true) parses the data with its zod
  * schema and throws InvalidLedgerEventError on a mismatch; pass false for bulk replays of a trusted
  * store (evolve still refuses a self-contradicting stream with LedgerReplayError).
  */
-export const fromRecorded = (recorded: RecordedEvent, options: { validate?: boolean } = {}): EvolveInput | null => {
+export const fromRecorded = (recorded: StoredEvent, options: { validate?: boolean } = {}): EvolveInput | null => {
   if (!isLedgerEventType(recorded.type)) return null;
   const event =
     options.validate === false ? ({ type: recorded.type, data: recorded.data } as LedgerEvent) : parseLedgerEvent(recorded.type, recorded.data);

@@ -1,0 +1,17 @@
+/**
+ * The plain values every layer speaks of: JSON as events carry it, and the global position of an
+ * event in the log. The ledger (the ground floor) and the event-store port both build on these, so
+ * the pure domain imports nothing above it.
+ */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/**
+ * Opaque, totally ordered global position.
+ * Postgres: (transaction id, global sequence). EventStoreDB: (commit, prepare).
+ */
+export interface Position {
+  readonly major: bigint;
+  readonly minor: bigint;
+}
