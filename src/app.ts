@@ -11,7 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { AppDeps } from './http/deps.js';
 import { authPlugin } from './http/plugins/auth.js';
-import { errorsPlugin } from './http/plugins/errors.js';
+import { errorsPlugin, frameworkError } from './http/plugins/errors.js';
 import { metricsPlugin } from './http/plugins/metrics.js';
 import { genReqId, requestIdsPlugin } from './http/plugins/request-ids.js';
 import { routes } from './http/routes/index.js';
@@ -38,6 +38,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bodyLimit: BODY_LIMIT_BYTES,
     trustProxy: trustProxyOption(deps.config.trustProxy),
     return503OnClosing: true,
+    frameworkErrors: frameworkError,
     routerOptions: { ignoreTrailingSlash: true },
   }).withTypeProvider<ZodTypeProvider>();
 

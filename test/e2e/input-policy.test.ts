@@ -151,3 +151,19 @@ describe('strict input (API §1)', () => {
     await app.close();
   });
 });
+
+describe('URLs the router cannot take (API §1: problem+json errors, x-request-id on every response)', () => {
+  it.each([
+    ['a malformed percent-escape', '/credits/reservations/%E0%A4%A/release'],
+    ['a path parameter longer than the router allows', `/flows/${'a'.repeat(200)}`],
+  ])('%s → 400 validation_failed as problem+json, with the request id', async (_label, url) => {
+    const response = await t.app.inject({ method: 'GET', url, headers: { 'x-request-id': 'bad-url-1' } });
+    expect(response.statusCode).toBe(400);
+    expect(String(response.headers['content-type'])).toMatch(/^application\/problem\+json/);
+    expect(response.headers['x-request-id']).toBe('bad-url-1');
+    const body = response.json();
+    expect(body).toMatchObject({ status: 400, code: 'validation_failed', title: 'Validation failed', error: 'Validation failed' });
+    expect(body.errors).toEqual([{ path: 'url', message: expect.any(String) }]);
+    expect(response.body).not.toContain('FST_ERR');
+  });
+});

@@ -70,6 +70,19 @@ function mapError(error: FastifyError & { validationContext?: string }, request:
   return sendProblem(reply, 'internal_error', `Something went wrong on our side. Request id: ${request.id}.`);
 }
 
+/**
+ * Failures the router meets before any hook runs (a malformed percent-escape, a path parameter past
+ * the router's length limit): Fastify would answer them with its own JSON and no request id.
+ */
+export function frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  reply.header('x-request-id', request.id);
+  if (error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return sendProblem(reply, 'validation_failed', 'The URL is not valid.', { errors: [{ path: 'url', message: 'is not a valid URL path' }] });
+  }
+  request.log.error({ err: error }, 'request failed in the router');
+  return sendProblem(reply, 'internal_error', `Something went wrong on our side. Request id: ${request.id}.`);
+}
+
 export const errorsPlugin = fp(async (app: FastifyInstance) => {
   app.setErrorHandler((error: FastifyError, request, reply) => mapError(error, request, reply));
   app.setNotFoundHandler((request, reply) =>
