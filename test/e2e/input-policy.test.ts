@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { ApiError } from '../../src/http/problem.js';
 import { credits, limitParam } from '../../src/http/schemas.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 
@@ -30,6 +31,9 @@ beforeAll(async () => {
       );
       app.get('/__boom', async () => {
         throw new Error('relation "secret_table" does not exist');
+      });
+      app.get('/__down', async () => {
+        throw new ApiError('unavailable', 'The ledger is down for maintenance.', {}, { 'retry-after': '30' });
       });
     },
   });
@@ -165,5 +169,29 @@ describe('URLs the router cannot take (API §1: problem+json errors, x-request-i
     expect(body).toMatchObject({ status: 400, code: 'validation_failed', title: 'Validation failed', error: 'Validation failed' });
     expect(body.errors).toEqual([{ path: 'url', message: expect.any(String) }]);
     expect(response.body).not.toContain('FST_ERR');
+  });
+});
+
+describe('every 5xx names the request id in its detail (API §1)', () => {
+  it.each([
+    ['a 503 thrown by a route', { method: 'GET', url: '/__down' }],
+    ['503 projection_lagging', { method: 'GET', url: '/credits?min_position=18446744073709551615-1', auth: true }],
+    ['503 unavailable from sign-in (Google not configured)', { method: 'POST', url: '/auth/google', payload: { credential: 'x' } }],
+  ] as const)('%s', async (_label, request) => {
+    const headers: Record<string, string> = { 'x-request-id': 'five-hundred-1' };
+    if ('auth' in request) headers.authorization = `Bearer ${(await t.signIn()).token}`;
+    const response = await t.app.inject({ method: request.method, url: request.url, headers, ...('payload' in request ? { payload: request.payload } : {}) });
+    expect(response.statusCode).toBeGreaterThanOrEqual(500);
+    const body = response.json();
+    expect(body.detail).toContain('five-hundred-1');
+    expect(body.status).toBe(response.statusCode);
+  });
+
+  it('keeps the detail it was given, and names the id once', async () => {
+    const response = await t.app.inject({ method: 'GET', url: '/__down', headers: { 'x-request-id': 'down-2' } });
+    expect(response.json().detail).toBe('The ledger is down for maintenance. Request id: down-2.');
+    expect(response.headers['retry-after']).toBe('30');
+    const boom = await t.app.inject({ method: 'GET', url: '/__boom', headers: { 'x-request-id': 'boom-2' } });
+    expect(boom.json().detail.match(/boom-2/g)).toHaveLength(1);
   });
 });

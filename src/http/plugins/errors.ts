@@ -1,7 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { ApiError, type ProblemCode, problemDocument } from '../problem.js';
+import { REPLAYED_HEADER } from '../idempotency.js';
+import { ApiError, PROBLEMS, type ProblemCode, problemDocument } from '../problem.js';
 
 /**
  * One place that turns every failure into problem+json. 5xx never show internals: the full error
@@ -15,9 +16,20 @@ export function sendProblem(
   extra: Readonly<Record<string, unknown>> = {},
   headers: Readonly<Record<string, string>> = {},
 ) {
-  const body = problemDocument(code, detail, extra);
   for (const [name, value] of Object.entries(headers)) reply.header(name, value);
+  const body = problemDocument(code, withRequestId(reply, code, detail), extra);
   return reply.code(body.status).type('application/problem+json; charset=utf-8').send(body);
+}
+
+/**
+ * A 5xx's detail names the request id (API §1), whichever route raised it. A replayed answer
+ * (`Idempotent-Replayed: true`) is left as first sent: a replay repeats the first body.
+ */
+function withRequestId(reply: FastifyReply, code: ProblemCode, detail: string | undefined): string | undefined {
+  const id = reply.request.id;
+  if (PROBLEMS[code][0] < 500 || reply.getHeader(REPLAYED_HEADER) !== undefined) return detail;
+  const text = detail ?? PROBLEMS[code][1];
+  return text.includes(id) ? text : `${text} Request id: ${id}.`;
 }
 
 const part = (segment: string) => (/^\d+$/.test(segment) ? `[${segment}]` : segment);
