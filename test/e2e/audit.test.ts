@@ -134,6 +134,29 @@ describe('GET /audit/accounts/:user_id/verify', () => {
     expect(body.last_hash).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('accepts ?min_position= like every GET that serves a read model (API §1)', async () => {
+    const dave = await t.signIn();
+    const granted = await t.app.inject({
+      method: 'POST',
+      url: `/admin/users/${dave.userId}/credits/grants`,
+      headers: { authorization: `Bearer ${admin.token}`, 'idempotency-key': randomUUID() },
+      payload: { amount: 12, kind: 'bonus', reason: 'welcome' },
+    });
+    expect(granted.statusCode).toBe(201);
+    const response = await get(`/audit/accounts/${dave.userId}/verify?min_position=${granted.json().position}`, dave);
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.json()).toMatchObject({ events: 1, matches: true, projected: { balance: 12 } });
+
+    const lagging = await get(`/audit/accounts/${dave.userId}/verify?min_position=18446744073709551615-1`, dave);
+    expect(lagging.statusCode).toBe(503);
+    expect(lagging.headers['retry-after']).toBe('1');
+    expect(problem(lagging).code).toBe('projection_lagging');
+
+    const bad = await get(`/audit/accounts/${dave.userId}/verify?min_position=abc`, dave);
+    expect(bad.statusCode).toBe(400);
+    expect(problem(bad).code).toBe('validation_failed');
+  });
+
   it('verifies an account without events as empty and consistent', async () => {
     const carol = await t.signIn();
     const body = (await get(`/audit/accounts/${carol.userId}/verify`, auditor)).json();

@@ -11,6 +11,7 @@ import { parsePosition } from '../../core/event-store.js';
 import { accountStreamId } from '../../ledger/index.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
+import { awaitProjections } from '../read-your-writes.js';
 import { bearerSecurity, errorResponses, limitParam, minPositionParam, queryInt, uuid } from '../schemas.js';
 
 /**
@@ -148,17 +149,19 @@ export const auditRoutes: FastifyPluginAsyncZod = async (app) => {
         tags: ['audit'],
         summary: 'Replays the stream, checks its hash chain and compares it with the read models',
         description:
-          'Waits (up to 2 s) for the projector to reach the stream’s last event, else 503 projection_lagging. ' +
+          'Waits (up to 2 s) for the projector to reach the stream’s last event (and `min_position`, when given), else 503 projection_lagging. ' +
           '`matches`: the replay succeeded, every entry agrees with it and the read models show exactly the replayed figures; ' +
           '`first_mismatch`: the first problem, the hash chain included.',
         security: bearerSecurity,
         params: accountParams,
-        querystring: z.strictObject({}),
+        querystring: z.strictObject({ min_position: minPositionParam }),
         response: { 200: verifyResponse, ...errorResponses(400, 401, 403, 404, 503) },
       },
     },
     async (request) => {
       const userId = request.params.user_id.toLowerCase();
+      // The comparison reads the credits read model: `?min_position=` first (API §1), as on GET /credits.
+      await awaitProjections(app, [CREDITS_PROJECTION], request.query.min_position);
       try {
         const result = await verifyAccount(audit, userId);
         await assertKnown(userId, result.events > 0);
