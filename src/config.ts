@@ -146,7 +146,12 @@ const parseTrustProxy = (value: string | undefined): Config['trustProxy'] => {
   return value.split(',').map((part) => part.trim());
 };
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/** Defaults a caller may choose when the environment is silent (e.g. the CLI logs only warnings). */
+export interface ConfigDefaults {
+  readonly logLevel?: Config['logLevel'];
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, defaults: ConfigDefaults = {}): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -212,7 +217,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     ai: { provider, baseUrl: e.AI_BASE_URL, apiKey: e.AI_API_KEY, timeoutMs: e.AI_TIMEOUT_MS },
     modelPrices,
-    logLevel: e.LOG_LEVEL ?? (e.NODE_ENV === 'test' ? 'silent' : 'info'),
+    logLevel: e.LOG_LEVEL ?? defaults.logLevel ?? (e.NODE_ENV === 'test' ? 'silent' : 'info'),
     trustProxy: parseTrustProxy(e.TRUST_PROXY),
   };
 }

@@ -41,9 +41,9 @@ async function run(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const config = loadConfig();
   // The CLI speaks through stdout; logs only when something is wrong (or LOG_LEVEL says otherwise).
-  const logger = createLogger({ ...config, logLevel: process.env.LOG_LEVEL ? config.logLevel : 'warn' });
+  const config = loadConfig(undefined, { logLevel: 'warn' });
+  const logger = createLogger(config);
   // `migrate` applies (and reports) migrations itself; every other command starts on an up-to-date schema.
   const database = await openDatabase(config, logger, { migrate: command.name !== 'migrate' });
   const eventStore = openEventStore(config, database.pool, logger);
