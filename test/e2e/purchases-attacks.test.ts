@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { post, problemOf, storedBalance, streamEvents } from '../support/ledger-http.js';
+import { fund, post, problemOf, storedBalance, streamEvents } from '../support/ledger-http.js';
 import { chargeRefundedEvent, checkoutCompletedEvent, type FakeStripe, signStripePayload, startFakeStripe } from '../support/stripe.js';
 
 /**
@@ -130,3 +130,24 @@ describe('one purchase, two payments', () => {
   });
 });
 
+describe('signed events of an unexpected shape', () => {
+  const signed = (type: string, object: unknown) => ({ id: `evt_${randomUUID()}`, object: 'event', type, created: Math.floor(Date.now() / 1000), data: { object } });
+
+  it.each([
+    ['checkout with no object', 'checkout.session.completed', null],
+    ['checkout without ids', 'checkout.session.completed', { payment_status: 'paid', amount_total: 500, currency: 'usd', metadata: { package_id: 'starter' } }],
+    ['checkout with metadata that is not an object', 'checkout.session.completed', { id: 'cs_x', payment_status: 'paid', amount_total: 500, currency: 'usd', metadata: 'x' }],
+    ['checkout with a string amount', 'checkout.session.completed', { id: 'cs_y', payment_status: 'paid', amount_total: '500', currency: 'usd', metadata: { user_id: randomUUID(), package_id: 'starter' } }],
+    ['refund with no object', 'charge.refunded', null],
+    ['refund without ids', 'charge.refunded', { refunded: true }],
+  ])('%s → 200 rejected or ignored (never 5xx), nothing credited', async (_name, type, object) => {
+    const caller = await t.signIn();
+    await fund(t, caller.userId, 5);
+    const patched = object && typeof object === 'object' && 'metadata' in object && typeof object.metadata === 'object' ? { ...object, metadata: { ...object.metadata, user_id: caller.userId } } : object;
+    const response = await deliver(signed(type, patched));
+    // Acknowledged (Stripe would redeliver a non-2xx for days), with an outcome that credits nothing.
+    expect(response.statusCode).toBe(200);
+    expect(['rejected', 'ignored']).toContain(response.json().outcome);
+    expect(await storedBalance(t, caller.userId)).toEqual({ balance: 5, reserved: 0 });
+  });
+});

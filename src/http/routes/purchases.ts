@@ -70,8 +70,12 @@ const webhookResponse = z.object({
   position: z.string().optional(),
 });
 
-const idOf = (value: string | { id: string } | null | undefined): string | null =>
-  typeof value === 'string' ? value : (value?.id ?? null);
+/** A Stripe id, or the id of an expanded object; null for anything else. */
+const idOf = (value: unknown): string | null => {
+  if (typeof value === 'string') return value;
+  const id = value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : undefined;
+  return typeof id === 'string' ? id : null;
+};
 
 export const purchaseRoutes: FastifyPluginAsyncZod = async (app) => {
   const { pool } = app.deps;
@@ -200,9 +204,17 @@ async function handleStripeEvent(app: FastifyInstance, event: Stripe.Event, log:
   switch (event.type) {
     case 'checkout.session.completed':
     case 'checkout.session.async_payment_succeeded':
-      return creditCheckout(app, event, event.data.object, log, requestId);
-    case 'charge.refunded':
-      return clawBack(app, event, event.data.object, log, requestId);
+    case 'charge.refunded': {
+      // Signed, yet not of the shape Stripe documents: permanent, so acknowledged (a 5xx would only
+      // make Stripe redeliver it) and logged, never credited.
+      const object: unknown = (event as { data?: { object?: unknown } }).data?.object;
+      if (typeof event.id !== 'string' || idOf(object) === null) {
+        return rejected(log, 'the event has no id or no object with an id', { type: event.type });
+      }
+      return event.type === 'charge.refunded'
+        ? clawBack(app, event, event.data.object, log, requestId)
+        : creditCheckout(app, event, event.data.object, log, requestId);
+    }
     default:
       return { outcome: 'ignored', detail: `event type ${event.type} is not used` };
   }
