@@ -141,3 +141,25 @@ describe('concurrent generations at the quota limit', () => {
     expect(await storedBalance(t, caller.userId)).toEqual({ balance: 200 - (dayLimit - 1) - 1, reserved: 0 });
   });
 });
+
+describe('/components/ai-generate with a key older than 24 h', () => {
+  it('a reused key after the window is a new request: if it is charged again it stores a new component', async () => {
+    const caller = await user(100, 'pro');
+    const key = randomUUID();
+    const first = await post(t, '/components/ai-generate', caller, { prompt: 'a dial' }, { 'idempotency-key': key });
+    expect(first.statusCode).toBe(201);
+    clock.advance(24 * 3600_000 + 60_000);
+    // A fresh access token at the new time (the first one has expired).
+    const account = await t.deps.users.findById(caller.userId);
+    const session = await t.deps.sessions.open({ userId: caller.userId, now: clock.now() });
+    const token = await t.deps.accessTokens.sign({ userId: caller.userId, email: account?.email ?? '', tier: 'pro', role: 'user', sessionId: session.id });
+    const later = await post(t, '/components/ai-generate', { userId: caller.userId, token }, { prompt: 'a dial' }, { 'idempotency-key': key });
+    expect(later.statusCode).toBe(201);
+    const charges = await aiSpends(caller.userId);
+    expect(charges).toHaveLength(2);
+    expect(later.headers['idempotent-replayed']).toBeUndefined();
+    // Charged twice, so two components: never a second charge for the first one.
+    expect(later.json().component.id).not.toBe(first.json().component.id);
+    expect(later.json()).toMatchObject({ credits_used: 1, balance_remaining: 98 });
+  });
+});
