@@ -361,3 +361,36 @@ describe('an append that committed, but the answer was lost', () => {
     }
   });
 });
+
+describe('hostile amounts on every credit command: 400, nothing appended', () => {
+  const huge = '9007199254740993';
+  const cases: [string, (ids: { reservation: string; user: string; spend: string }) => string, string][] = [
+    ['reservation: amount beyond 2^53', () => '/credits/reservations', `{"amount":${huge}}`],
+    ['reservation: fractional ttl', () => '/credits/reservations', '{"amount":1,"ttl_seconds":1.5}'],
+    ['reservation: string amount', () => '/credits/reservations', '{"amount":"5"}'],
+    ['settle: negative', (i) => `/credits/reservations/${i.reservation}/settle`, '{"amount":-1}'],
+    ['settle: beyond 2^53', (i) => `/credits/reservations/${i.reservation}/settle`, `{"amount":${huge}}`],
+    ['settle: 1e400 (Infinity)', (i) => `/credits/reservations/${i.reservation}/settle`, '{"amount":1e400}'],
+    ['settle: fractional', (i) => `/credits/reservations/${i.reservation}/settle`, '{"amount":0.5}'],
+    ['grant: beyond 2^53', (i) => `/admin/users/${i.user}/credits/grants`, `{"amount":${huge},"kind":"bonus","reason":"r"}`],
+    ['grant: negative', (i) => `/admin/users/${i.user}/credits/grants`, '{"amount":-5,"kind":"bonus","reason":"r"}'],
+    ['grant: expiry in the past', (i) => `/admin/users/${i.user}/credits/grants`, '{"amount":5,"kind":"bonus","reason":"r","expires_at":"2000-01-01T00:00:00Z"}'],
+    ['adjustment: below -2^53', (i) => `/admin/users/${i.user}/credits/adjustments`, `{"amount":-${huge},"reason":"r"}`],
+    ['adjustment: fractional', (i) => `/admin/users/${i.user}/credits/adjustments`, '{"amount":-0.5,"reason":"r"}'],
+    ['refund: string amount', (i) => `/admin/users/${i.user}/credits/refunds`, `{"spend_id":"${'SPEND'}","amount":"5","reason":"r"}`],
+    ['refund: beyond 2^53', (i) => `/admin/users/${i.user}/credits/refunds`, `{"spend_id":"${'SPEND'}","amount":${huge},"reason":"r"}`],
+  ];
+  it.each(cases)('%s', async (_name, url, body) => {
+    const admin = await t.signIn({ role: 'admin' });
+    const caller = await user(50);
+    const reservation = (await command(t, '/credits/reservations', caller, { amount: 10 })).json().reservation_id as string;
+    const spend = (await command(t, '/credits/spend', caller, { amount: 5 })).json().spend_id as string;
+    const before = (await streamEvents(t, caller.userId)).length;
+    const path = url({ reservation, user: caller.userId, spend });
+    const response = await command(t, path, path.startsWith('/admin') ? admin : caller, body.replace('SPEND', spend));
+    expect(response.statusCode).toBe(400);
+    expect(problemOf(response).code).toBe('validation_failed');
+    expect(await streamEvents(t, caller.userId)).toHaveLength(before);
+    expect(await storedBalance(t, caller.userId)).toEqual({ balance: 45, reserved: 10 });
+  });
+});
