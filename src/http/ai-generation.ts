@@ -145,8 +145,14 @@ export function createAiGeneration(options: {
       if (reserved.replayed && key) {
         // Read the state now, before anything else can change it.
         const now = clock.now();
-        const settled = findIdempotentResult(reserved.state, derivedKey('ai-settle', key), now);
-        const released = findIdempotentResult(reserved.state, derivedKey('ai-release', key), now);
+        // Only the steps of this very request: a derived key is an ordinary key string, so a client may
+        // have used it for a request of its own (then its hash is another request's).
+        const ownStep = (purpose: string) => {
+          const record = findIdempotentResult(reserved.state, derivedKey(purpose, key), now);
+          return record !== null && record.request_hash === hash ? record : null;
+        };
+        const settled = ownStep('ai-settle');
+        const released = ownStep('ai-release');
         const status = reserved.state.reservations.get(reservationId)?.status ?? null;
         if (settled) {
           const row = await stored(input.userId, reservationId);

@@ -68,7 +68,15 @@ export interface Workspace {
   createComponent(
     ownerId: string,
     tier: TierName,
-    content: Content & { source: ComponentSource; idempotencyKey?: string | undefined },
+    content: Content & {
+      source: ComponentSource;
+      idempotencyKey?: string | undefined;
+      /**
+       * The generation was charged afresh under `idempotencyKey` (not replayed): the key's earlier use
+       * has expired, so this is a new component, and one stored under the key before gives the key up.
+       */
+      freshUseOfKey?: boolean | undefined;
+    },
     now: Date,
   ): Promise<Written<ComponentRow>>;
   deleteComponent(ownerId: string, id: string): Promise<boolean>;
@@ -188,10 +196,13 @@ export function createWorkspace(pool: DatabasePool, options: { tiers?: TierTable
       return checkCount('components', limitsOf(tier).max_components, usage.components);
     },
 
-    createComponent: (ownerId, tier, { name, definition, source, idempotencyKey }, now) =>
+    createComponent: (ownerId, tier, { name, definition, source, idempotencyKey, freshUseOfKey }, now) =>
       pool.transaction(async (tx): Promise<Written<ComponentRow>> => {
         await lockOwner(tx, ownerId);
-        if (idempotencyKey !== undefined) {
+        if (idempotencyKey !== undefined && freshUseOfKey === true) {
+          await tx.query(sql.unsafe`
+            update components set idempotency_key = null where owner_id = ${ownerId} and idempotency_key = ${idempotencyKey}`);
+        } else if (idempotencyKey !== undefined) {
           const existing = await tx.maybeOne(sql.type(componentRow)`
             select ${componentColumns} from components where owner_id = ${ownerId} and idempotency_key = ${idempotencyKey}`);
           if (existing) return { ok: true, value: existing };

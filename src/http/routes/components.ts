@@ -222,6 +222,8 @@ export const componentRoutes: FastifyPluginAsyncZod = async (app) => {
           definition: definitionFrom({ prompt: request.body.prompt, response: result.response, model: result.model, provider: result.provider }),
           source: 'ai',
           idempotencyKey,
+          // Charged now, not replayed: a new request, even if the key named a component once (> 24 h ago).
+          freshUseOfKey: !result.replayed,
         },
         deps.clock.now(),
       );

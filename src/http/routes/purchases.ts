@@ -36,7 +36,8 @@ import { findPackage } from './catalog.js';
  *   payment's user is found through `stripe_checkouts.payment_id`, else the charge's metadata, else
  *   the payment intent's metadata (fetched from Stripe).
  * - Each Stripe event id and each payment takes effect once: the account stream records both (the
- *   decider answers a repeat as already applied → 200 `{ outcome: "duplicate" }`).
+ *   decider answers a repeat as already applied → 200 `{ outcome: "duplicate" }`), and a payment
+ *   already recorded for another account (`stripe_checkouts.payment_id` is unique) is rejected.
  * - A failure to record (event store down) → 503, so Stripe delivers the event again.
  */
 
@@ -69,8 +70,12 @@ const webhookResponse = z.object({
   position: z.string().optional(),
 });
 
-const idOf = (value: string | { id: string } | null | undefined): string | null =>
-  typeof value === 'string' ? value : (value?.id ?? null);
+/** A Stripe id, or the id of an expanded object; null for anything else. */
+const idOf = (value: unknown): string | null => {
+  if (typeof value === 'string') return value;
+  const id = value !== null && typeof value === 'object' ? (value as { id?: unknown }).id : undefined;
+  return typeof id === 'string' ? id : null;
+};
 
 export const purchaseRoutes: FastifyPluginAsyncZod = async (app) => {
   const { pool } = app.deps;
@@ -199,9 +204,17 @@ async function handleStripeEvent(app: FastifyInstance, event: Stripe.Event, log:
   switch (event.type) {
     case 'checkout.session.completed':
     case 'checkout.session.async_payment_succeeded':
-      return creditCheckout(app, event, event.data.object, log, requestId);
-    case 'charge.refunded':
-      return clawBack(app, event, event.data.object, log, requestId);
+    case 'charge.refunded': {
+      // Signed, yet not of the shape Stripe documents: permanent, so acknowledged (a 5xx would only
+      // make Stripe redeliver it) and logged, never credited.
+      const object: unknown = (event as { data?: { object?: unknown } }).data?.object;
+      if (typeof event.id !== 'string' || idOf(object) === null) {
+        return rejected(log, 'the event has no id or no object with an id', { type: event.type });
+      }
+      return event.type === 'charge.refunded'
+        ? clawBack(app, event, event.data.object, log, requestId)
+        : creditCheckout(app, event, event.data.object, log, requestId);
+    }
     default:
       return { outcome: 'ignored', detail: `event type ${event.type} is not used` };
   }
@@ -268,6 +281,13 @@ async function creditCheckout(
     });
   }
   await recordCheckout(app, expected, session.id, paymentId, 'completed', log);
+  // A payment is credited once, to one account: the ledger refuses a repeated payment id only within
+  // an account, so a payment already recorded for another user is refused here (payment_id is unique).
+  const owner = await pool.maybeOne(sql.type(z.object({ user_id: z.string() }))`
+    select user_id::text as user_id from stripe_checkouts where payment_id = ${paymentId}`);
+  if (owner && owner.user_id !== expected.user_id) {
+    return rejected(log, 'the payment is already recorded for another account', { payment_id: paymentId, user_id: expected.user_id });
+  }
 
   const result = await executeOrExplain(
     app.deps.ledger,
@@ -314,7 +334,8 @@ async function recordCheckout(
             status = case when stripe_checkouts.status = 'completed' then 'completed' else excluded.status end,
             updated_at = now()`);
   } catch (error) {
-    // Another purchase already claims this session or payment: the ledger's payment id check decides.
+    // Another purchase already claims this session or payment: the payment's owner (checked by the
+    // caller) and the ledger's payment id check decide.
     if (!(error instanceof UniqueIntegrityConstraintViolationError)) throw error;
     log.warn({ err: error, purchase_id: purchase.purchase_id }, 'stripe: payment already recorded for another purchase');
   }
