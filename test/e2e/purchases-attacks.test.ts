@@ -99,6 +99,34 @@ describe('one purchase, two payments', () => {
     expect((await storedBalance(t, caller.userId)).balance).toBe(500);
   });
 
+  it('the refund of a refused second payment is acknowledged and ignored (not 503 for ever); the first payment still claws back', async () => {
+    const caller = await t.signIn();
+    const { purchase_id } = (await post(t, '/credits/purchases', caller, { package_id: 'basic' })).json();
+    const firstIntent = `pi_${randomUUID()}`;
+    const secondIntent = `pi_${randomUUID()}`;
+    stripe.paymentIntents.set(secondIntent, { user_id: caller.userId, package_id: 'basic', purchase_id });
+    const first = checkoutCompletedEvent({ userId: caller.userId, packageId: 'basic', amountTotal: 2000, purchaseId: purchase_id, paymentIntent: firstIntent });
+    expect((await deliver(first)).json()).toMatchObject({ outcome: 'credited' });
+    const second = checkoutCompletedEvent({ userId: caller.userId, packageId: 'basic', amountTotal: 2000, purchaseId: purchase_id, paymentIntent: secondIntent });
+    expect((await deliver(second)).json()).toMatchObject({ outcome: 'rejected' });
+    // The buyer paid twice; the second payment gets refunded in Stripe. Nothing was credited for it.
+    const secondRefund = await deliver(chargeRefundedEvent({ paymentIntent: secondIntent, amount: 2000, metadata: { user_id: caller.userId } }));
+    expect(secondRefund.statusCode).toBe(200);
+    expect(secondRefund.json()).toMatchObject({ outcome: 'ignored' });
+    expect((await storedBalance(t, caller.userId)).balance).toBe(500);
+    expect(await ofType(caller.userId, 'PurchaseRefunded')).toHaveLength(0);
+    // A checkout with the wrong amount for an already paid purchase: refused, and so is its refund.
+    const wrongIntent = `pi_${randomUUID()}`;
+    const wrong = checkoutCompletedEvent({ userId: caller.userId, packageId: 'basic', amountTotal: 1, purchaseId: purchase_id, paymentIntent: wrongIntent });
+    expect((await deliver(wrong)).json()).toMatchObject({ outcome: 'rejected' });
+    const wrongRefund = await deliver(chargeRefundedEvent({ paymentIntent: wrongIntent, amount: 1, metadata: { user_id: caller.userId } }));
+    expect(wrongRefund.statusCode).toBe(200);
+    expect(wrongRefund.json()).toMatchObject({ outcome: 'ignored' });
+    // The payment that was credited is still clawed back by its refund.
+    expect((await deliver(chargeRefundedEvent({ paymentIntent: firstIntent, amount: 2000 }))).json()).toMatchObject({ outcome: 'clawed_back' });
+    expect((await storedBalance(t, caller.userId)).balance).toBe(0);
+  });
+
   it('one payment named by checkouts of two users credits one account only (the ledger dedups payments per account)', async () => {
     const alice = await t.signIn();
     const mallory = await t.signIn();

@@ -272,6 +272,7 @@ async function creditCheckout(
   const currency = (session.currency ?? '').toLowerCase();
   if (session.amount_total !== expected.amount_cents || currency !== expected.currency) {
     await recordCheckout(app, expected, session.id, paymentId, 'rejected', log);
+    await rememberRefused(app, paymentId, expected, 'amount or currency does not match the package');
     return rejected(log, `paid ${session.amount_total} ${currency}, the package costs ${expected.amount_cents} ${expected.currency}`, {
       purchase_id: expected.purchase_id,
       user_id: expected.user_id,
@@ -311,7 +312,21 @@ async function creditCheckout(
     return { outcome: 'credited', ...(result.position ? { position: formatPosition(result.position) } : {}) };
   }
   if (decision.kind === 'already_applied') return { outcome: 'duplicate', detail: decision.already_applied.reason };
+  await rememberRefused(app, paymentId, expected, `the ledger refused the purchase: ${decision.error.code}`);
   return rejected(log, `the ledger refused the purchase: ${decision.error.detail}`, { code: decision.error.code });
+}
+
+/** A payment nothing was credited for (see migrations/035_stripe_rejected_payments.sql); the first reason stays. */
+async function rememberRefused(
+  app: FastifyInstance,
+  paymentId: string,
+  purchase: Pick<CheckoutRow, 'purchase_id' | 'user_id'>,
+  reason: string,
+): Promise<void> {
+  await app.deps.pool.query(sql.unsafe`
+    insert into stripe_rejected_payments (payment_id, user_id, purchase_id, reason)
+    values (${paymentId}, ${purchase.user_id}, ${purchase.purchase_id}, ${reason})
+    on conflict (payment_id) do nothing`);
 }
 
 /** Keeps payment → user/purchase for later refunds (and marks rejected payments, whose refunds are ignored). */
@@ -385,6 +400,14 @@ async function clawBack(
   }
   if (decision.kind === 'already_applied') return { outcome: 'duplicate', detail: decision.already_applied.reason };
   if (decision.error.code === 'not_found') {
+    // Refused when its checkout arrived (e.g. a second payment for a purchase already paid): nothing
+    // was credited for it, so there is nothing to claw back, now or later.
+    const refused = await pool.maybeOne(sql.type(z.object({ reason: z.string() }))`
+      select reason from stripe_rejected_payments where payment_id = ${paymentId}`);
+    if (refused) {
+      log.warn({ user_id: userId, payment_id: paymentId, reason: refused.reason }, 'stripe: refund of a payment that was refused; nothing to claw back');
+      return { outcome: 'ignored', detail: 'the payment was refused when it arrived; nothing was credited for it' };
+    }
     // The purchase is not in the ledger (yet): its checkout event may still be on its way. Let Stripe retry.
     log.warn({ user_id: userId, payment_id: paymentId }, 'stripe: refund of a purchase not recorded yet');
     throw new ApiError('unavailable', `The refunded purchase is not recorded yet; deliver again later. Request id: ${requestId}.`, {}, { 'retry-after': '60' });
