@@ -153,6 +153,11 @@ describe('POST /logs/batch', () => {
       { logs: [{ action: 'x' }], other: true },
       { logs: [{ action: 'a\u0000b' }] },
       { logs: [{ action: 'x', metadata: { k: 'nul\u0000' } }] },
+      // Lone UTF-16 surrogates: no UTF-8 encoding, and Postgres jsonb refuses them (they were a 500).
+      { logs: [{ action: 'a\ud800b' }] },
+      { logs: [{ action: 'x', resource_id: 'r\udfff' }] },
+      { logs: [{ action: 'x', metadata: { k: ['ok', { deep: 'lone\udc00' }] } }] },
+      { logs: [{ action: 'x', client_ts: '\ud83d' }] },
       { batch_id: '', logs: [{ action: 'x' }] },
       { batch_id: 'has space', logs: [{ action: 'x' }] },
       { logs: [{ action: 'x', metadata: [1, 2] }] },

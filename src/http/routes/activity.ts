@@ -15,12 +15,16 @@ import { bearerSecurity, cursorParam, errorResponses, isoDate, limitParam, minPo
  * `activity_logs` row per entry, next to sign-ins and every ledger event.
  */
 
-/** Postgres text cannot hold U+0000: refused at the door rather than dropped later. */
-const containsNul = (value: unknown): boolean => {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (Array.isArray(value)) return value.some(containsNul);
+/**
+ * Postgres text cannot hold U+0000, and its jsonb refuses a lone UTF-16 surrogate (`"\ud800"`, which
+ * has no UTF-8 form): refused at the door rather than failing the append (a 500) or dropped later.
+ */
+const unstorable = (text: string): boolean => text.includes('\u0000') || !text.isWellFormed();
+const containsUnstorable = (value: unknown): boolean => {
+  if (typeof value === 'string') return unstorable(value);
+  if (Array.isArray(value)) return value.some(containsUnstorable);
   if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([key, item]) => key.includes('\u0000') || containsNul(item));
+    return Object.entries(value).some(([key, item]) => unstorable(key) || containsUnstorable(item));
   }
   return false;
 };
@@ -46,7 +50,10 @@ const logBatchBody = z
       .describe('A repeated batch_id is accepted once: the repeat answers with the first result'),
     logs: z.array(logEntry).min(1).max(MAX_LOG_ENTRIES),
   })
-  .refine((body) => !containsNul(body), { message: 'must not contain U+0000 characters', path: ['logs'] });
+  .refine((body) => !containsUnstorable(body), {
+    message: 'must not contain U+0000 characters or lone UTF-16 surrogates',
+    path: ['logs'],
+  });
 
 const activityRow = z.object({
   id: z.string(),
