@@ -15,6 +15,7 @@ import { errorsPlugin, frameworkError } from './http/plugins/errors.js';
 import { metricsPlugin } from './http/plugins/metrics.js';
 import { genReqId, requestIdsPlugin } from './http/plugins/request-ids.js';
 import { routes } from './http/routes/index.js';
+import { hasUnstorableText, mayHoldUnstorableText } from './http/storable-text.js';
 import { hasEscapedKey } from './http/json-keys.js';
 import { ApiError } from './http/problem.js';
 import { assertStrictRouteSchema } from './http/schemas.js';
@@ -51,7 +52,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
       return;
     }
-    parseJson(request, body as string, done);
+    parseJson(request, body as string, (error, value) => {
+      if (!error && mayHoldUnstorableText(body as string) && hasUnstorableText(value)) {
+        const message = 'Text must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored).';
+        done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
+        return;
+      }
+      done(error, value);
+    });
+  });
+  // Query strings and path parameters, decoded: the same rule as JSON bodies (a `%00` would reach SQL).
+  app.addHook('preValidation', async (request) => {
+    const where = hasUnstorableText(request.query) ? 'querystring' : hasUnstorableText(request.params) ? 'params' : null;
+    if (where === null) return;
+    const message = 'must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored)';
+    throw new ApiError('validation_failed', `The ${where} is not valid.`, { errors: [{ path: where, message }] });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -195,3 +195,18 @@ describe('every 5xx names the request id in its detail (API §1)', () => {
     expect(boom.json().detail.match(/boom-2/g)).toHaveLength(1);
   });
 });
+
+describe('text that cannot be stored (U+0000) in a query string: 400, never 500', () => {
+  it.each(['/activity?action=%00', '/activity?action=a%00b', '/admin/users?email=x%00', '/credits/transactions?type=%00'])('%s', async (url) => {
+    const admin = await t.signIn({ role: 'admin' });
+    const response = await t.app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${admin.token}` } });
+    expect(response.statusCode, response.body).toBe(400);
+    expect(response.json().code).toBe('validation_failed');
+  });
+
+  it('an encoded percent sign is ordinary text', async () => {
+    const admin = await t.signIn({ role: 'admin' });
+    const response = await t.app.inject({ method: 'GET', url: '/activity?action=%2500', headers: { authorization: `Bearer ${admin.token}` } });
+    expect(response.statusCode, response.body).toBe(200);
+  });
+});

@@ -394,3 +394,30 @@ describe('hostile amounts on every credit command: 400, nothing appended', () =>
     expect(await storedBalance(t, caller.userId)).toEqual({ balance: 45, reserved: 10 });
   });
 });
+
+describe('text Postgres cannot store (U+0000, lone UTF-16 surrogates) in any JSON body: 400, nothing appended', () => {
+  const cases: [string, string, string][] = [
+    ['spend: lone high surrogate in the description', '/credits/spend', '{"amount":1,"description":"a\\ud800b"}'],
+    ['spend: lone low surrogate in a metadata value', '/credits/spend', '{"amount":1,"metadata":{"k":"\\udc00"}}'],
+    ['spend: U+0000 in the description', '/credits/spend', '{"amount":1,"description":"nul\\u0000"}'],
+    ['spend: U+0000 in a metadata value', '/credits/spend', '{"amount":1,"metadata":{"k":["x","\\u0000"]}}'],
+    ['reservation: lone surrogate in the description', '/credits/reservations', '{"amount":1,"description":"\\uDBFF"}'],
+  ];
+  it.each(cases)('%s', async (_name, path, body) => {
+    const caller = await user(50);
+    const before = (await streamEvents(t, caller.userId)).length;
+    const response = await command(t, path, caller, body);
+    expect(response.statusCode, response.body).toBe(400);
+    expect(problemOf(response).code).toBe('validation_failed');
+    expect(await streamEvents(t, caller.userId)).toHaveLength(before);
+    expect(await storedBalance(t, caller.userId)).toEqual({ balance: 50, reserved: 0 });
+  });
+
+  it('a surrogate pair written as escapes is ordinary text: accepted and stored as written', async () => {
+    const caller = await user(50);
+    const response = await command(t, '/credits/spend', caller, '{"amount":1,"description":"ok \\ud83d\\ude00"}');
+    expect(response.statusCode, response.body).toBe(201);
+    const spent = (await streamEvents(t, caller.userId)).find((event) => event.type === 'CreditsSpent');
+    expect((spent?.data as { description?: string } | undefined)?.description).toBe('ok 😀');
+  });
+});

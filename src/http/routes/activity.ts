@@ -15,20 +15,6 @@ import { bearerSecurity, cursorParam, errorResponses, isoDate, limitParam, minPo
  * `activity_logs` row per entry, next to sign-ins and every ledger event.
  */
 
-/**
- * Postgres text cannot hold U+0000, and its jsonb refuses a lone UTF-16 surrogate (`"\ud800"`, which
- * has no UTF-8 form): refused at the door rather than failing the append (a 500) or dropped later.
- */
-const unstorable = (text: string): boolean => text.includes('\u0000') || !text.isWellFormed();
-const containsUnstorable = (value: unknown): boolean => {
-  if (typeof value === 'string') return unstorable(value);
-  if (Array.isArray(value)) return value.some(containsUnstorable);
-  if (value !== null && typeof value === 'object') {
-    return Object.entries(value).some(([key, item]) => unstorable(key) || containsUnstorable(item));
-  }
-  return false;
-};
-
 const text = (max: number) => z.string().max(max);
 
 const logEntry = z.strictObject({
@@ -49,10 +35,6 @@ const logBatchBody = z
       .optional()
       .describe('A repeated batch_id is accepted once: the repeat answers with the first result'),
     logs: z.array(logEntry).min(1).max(MAX_LOG_ENTRIES),
-  })
-  .refine((body) => !containsUnstorable(body), {
-    message: 'must not contain U+0000 characters or lone UTF-16 surrogates',
-    path: ['logs'],
   });
 
 const activityRow = z.object({
