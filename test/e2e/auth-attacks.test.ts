@@ -1,9 +1,11 @@
 import { generateKeyPair, SignJWT } from 'jose';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { sql } from '../../src/adapters/postgres/pool.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { keyIdOf } from '../../src/membership/access-tokens.js';
-import { REFRESH_REUSE_GRACE_MS } from '../../src/membership/auth-sessions.js';
+import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from '../../src/membership/auth-sessions.js';
 import { TOKEN_AUDIENCE, TOKEN_ISSUER } from '../../src/services.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { type FakeGoogle, googleUser, startFakeGoogle, TEST_CLIENT_ID, TEST_DESKTOP_CLIENT_ID } from '../support/google.js';
@@ -249,6 +251,40 @@ describe('refresh races and the grace window', () => {
     for (const other of others.slice(1)) expect((await refresh(t, other)).statusCode).toBe(401);
   });
 
+  it('a refresh racing with the deactivation of its user never ends in a 500 (no deadlock)', async () => {
+    const admin = await t.signIn({ role: 'admin' });
+    for (let round = 0; round < 10; round += 1) {
+      const user = await googleSignIn();
+      const [rotated, deactivated] = await Promise.all([
+        refresh(t, user.refresh_token),
+        t.app.inject({ method: 'PUT', url: `/admin/users/${user.user.id}/active`, headers: bearer(admin.token), payload: { active: false, reason: 'race' } }),
+      ]);
+      expect([200, 401]).toContain(rotated.statusCode);
+      expect(deactivated.statusCode, deactivated.body).toBe(200);
+    }
+  });
+
+  it('deactivation takes the session lock before touching refresh tokens, as a refresh does (lock order)', async () => {
+    const user = await googleSignIn();
+    const sessionId = await t.db.pool.oneFirst(sql.type(z.object({ session_id: z.string() }))`
+      select session_id::text from user_tokens where token_hash = ${hashRefreshToken(user.refresh_token)}`);
+    let deactivation: Promise<unknown> | undefined;
+    // Hold the locks the way a refresh takes them: the session row first, then its token rows.
+    await t.db.pool.transaction(async (tx) => {
+      await tx.query(sql.unsafe`select id from user_sessions where id = ${sessionId} for update`);
+      deactivation = t.deps.accounts.setActive(user.user.id, false, { now: new Date(), reason: 'lock order' });
+      // Wait until the deactivation is blocked on a lock we hold.
+      for (let i = 0; i < 100; i += 1) {
+        const waiting = await tx.oneFirst(sql.type(z.object({ n: z.number() }))`
+          select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`);
+        if (waiting > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await tx.query(sql.unsafe`select id from user_tokens where session_id = ${sessionId} for update`);
+    });
+    await expect(deactivation).resolves.toMatchObject({ is_active: false });
+    expectProblem(await refresh(t, user.refresh_token), 401, 'user_inactive');
+  });
 });
 
 describe('refresh grace window limits (manual clock)', () => {
