@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sql } from '../../src/adapters/postgres/pool.js';
+import { usersActivateCommand } from '../../src/cli/commands/identity.js';
+import type { CliContext } from '../../src/cli/context.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { keyIdOf } from '../../src/membership/access-tokens.js';
 import { hashRefreshToken, REFRESH_REUSE_GRACE_MS } from '../../src/membership/auth-sessions.js';
@@ -235,6 +237,29 @@ describe('deactivation, including tokens the server has already verified once', 
     expectProblem(await signInWith(t, await google.idToken({ claims: identity })), 401, 'user_inactive');
   });
 
+  it('deactivated over HTTP, reactivated with the CLI: the sessions from before stay dead', async () => {
+    const admin = await t.signIn({ role: 'admin' });
+    const identity = googleUser();
+    const user = await googleSignIn(t, identity);
+    expect((await me(t, user.access_token)).statusCode).toBe(200);
+    const off = await t.app.inject({
+      method: 'PUT',
+      url: `/admin/users/${user.user.id}/active`,
+      headers: bearer(admin.token),
+      payload: { active: false, reason: 'abuse' },
+    });
+    expect(off.statusCode).toBe(200);
+
+    const printed: string[] = [];
+    const context = { deps: t.deps, print: (line: string) => printed.push(line) } as unknown as CliContext;
+    await usersActivateCommand.run(context, { email: user.user.email }, []);
+    expect(printed.join('\n')).toMatch(/is now active/);
+
+    expectProblem(await me(t, user.access_token), 401, 'invalid_token');
+    expectProblem(await refresh(t, user.refresh_token), 401, 'invalid_refresh_token');
+    // A new sign-in works.
+    expect((await me(t, (await googleSignIn(t, identity)).access_token)).statusCode).toBe(200);
+  });
 });
 
 describe('refresh races and the grace window', () => {
