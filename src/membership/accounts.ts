@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { UniqueIntegrityConstraintViolationError } from 'slonik';
 import { z } from 'zod';
 import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
+import { emailKey } from './emails.js';
 import type { GoogleIdentity } from './google.js';
 import { type UserRow, userRow } from './users.js';
 
@@ -67,7 +68,9 @@ export function createAccounts(pool: DatabasePool): Accounts {
       const byEmail = await tx.maybeOne(sql.type(userRow)`
         select ${columns} from users where lower(email) = lower(${identity.email}) for update`);
       if (byEmail) {
-        if (byEmail.google_id !== null) throw new AccountConflictError();
+        // Postgres' lower() folds some non-ASCII letters onto ASCII ones (U+212A KELVIN SIGN is `k`): only the
+        // same address, up to ASCII case, may take over an account created beforehand.
+        if (byEmail.google_id !== null || emailKey(byEmail.email) !== emailKey(identity.email)) throw new AccountConflictError();
         const user = await tx.one(sql.type(userRow)`
           update users
           set google_id = ${identity.googleId},

@@ -201,6 +201,24 @@ describe('Google sign-in at the edges', () => {
     expect(await t.deps.users.findByEmail(ADMIN_EMAIL)).toBeNull();
   });
 
+  it('an address that only lower-cases to an ADMIN_EMAILS entry through Unicode (Kelvin sign K) is not an admin', async () => {
+    // 'K' (U+212A KELVIN SIGN).toLowerCase() is ASCII 'k': a different mailbox must not match an admin's.
+    const lookalike = `\u212Aate.admin@example.com`;
+    expect(lookalike.toLowerCase()).toBe(ADMIN_EMAIL);
+    const body = await googleSignIn(t, googleUser({ email: lookalike }));
+    expect((await me(t, body.access_token)).json()).toMatchObject({ role: 'user' });
+  });
+
+  it('a look-alike address (Kelvin sign) is never linked to an account created beforehand for the real one', async () => {
+    const created = await t.deps.users.create({ email: 'kim.precreated@example.com', role: 'auditor' });
+    const response = await signInWith(t, await google.idToken({ claims: googleUser({ email: '\u212Aim.precreated@example.com' }) }));
+    expectProblem(response, 403, 'forbidden');
+    expect(await t.deps.users.findById(created.id)).toMatchObject({ google_id: null, email: 'kim.precreated@example.com' });
+    // The real owner still links.
+    const owner = await googleSignIn(t, googleUser({ email: 'Kim.Precreated@example.com' }));
+    expect(owner.user.id).toBe(created.id);
+  });
+
   it('an ADMIN_EMAILS address in another case is an admin (case-insensitive, as mail providers treat it)', async () => {
     const body = await googleSignIn(t, googleUser({ email: 'Second.Admin@EXAMPLE.com' }));
     expect((await me(t, body.access_token)).json()).toMatchObject({ role: 'admin' });
