@@ -1,5 +1,6 @@
 import { generateKeyPair, SignJWT } from 'jose';
 import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sql } from '../../src/adapters/postgres/pool.js';
@@ -471,6 +472,48 @@ describe('rate limit and CORS', () => {
       const response = await preflight(origin);
       expect(response.headers['access-control-allow-origin'], origin).toBeUndefined();
       expect(response.headers['access-control-allow-credentials'], origin).toBeUndefined();
+    }
+  });
+});
+
+describe('injection and internal errors', () => {
+  it("GET /admin/users?email=' OR 1=1-- is a plain (parameterised) substring filter: no rows, never 500", async () => {
+    const admin = await t.signIn({ role: 'admin' });
+    const response = await t.app.inject({ method: 'GET', url: `/admin/users?email=${encodeURIComponent("' OR 1=1--")}`, headers: bearer(admin.token) });
+    expect(response.statusCode).toBe(200);
+    expect((response.json() as { items: unknown[] }).items).toEqual([]);
+  });
+
+  it('a database failure on /auth/refresh → 500 with a generic detail naming the request id; the log has the error and reqId', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const broken = await createTestApp({
+      config: googleConfig(),
+      projector: false,
+      overrideDeps: (deps) => ({
+        logger,
+        authSessions: {
+          ...deps.authSessions,
+          rotate: async () => {
+            throw new Error('relation "user_tokens" does not exist (password=hunter2)');
+          },
+        },
+      }),
+    });
+    try {
+      const response = await broken.app.inject({
+        method: 'POST',
+        url: '/auth/refresh',
+        headers: { 'x-request-id': 'db-down-1' },
+        payload: { refresh_token: `rt_${'A'.repeat(43)}` },
+      });
+      expectProblem(response, 500, 'internal_error');
+      expect((response.json() as { detail: string }).detail).toContain('db-down-1');
+      expect(response.body).not.toMatch(/user_tokens|hunter2|relation|stack/);
+      const logged = lines.find((line) => line.reqId === 'db-down-1' && line.level === 50);
+      expect(logged?.err).toMatchObject({ message: expect.stringContaining('user_tokens') });
+    } finally {
+      await broken.close();
     }
   });
 });
