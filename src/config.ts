@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DEFAULT_MODEL_PRICES } from './ledger/tiers.js';
+import { emailKey } from './membership/emails.js';
 
 /**
  * The only reader of the environment. Everything else receives a typed Config.
@@ -66,7 +67,7 @@ const envSchema = z.object({
     .refine((n) => n >= 1, 'must be at least 1'),
   GOOGLE_CLIENT_ID: csv,
   GOOGLE_CERTS_URL: optionalUrl(['http:', 'https:']),
-  ADMIN_EMAILS: csv.transform((emails) => emails.map((email) => email.toLowerCase())),
+  ADMIN_EMAILS: csv.transform((emails) => emails.map(emailKey)),
   CORS_ORIGINS: csv,
   STRIPE_SECRET_KEY: optionalText,
   STRIPE_WEBHOOK_SECRET: optionalText,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { UniqueIntegrityConstraintViolationError } from 'slonik';
 import { z } from 'zod';
 import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
+import { emailKey } from './emails.js';
 import type { GoogleIdentity } from './google.js';
 import { type UserRow, userRow } from './users.js';
 
@@ -67,7 +68,9 @@ export function createAccounts(pool: DatabasePool): Accounts {
       const byEmail = await tx.maybeOne(sql.type(userRow)`
         select ${columns} from users where lower(email) = lower(${identity.email}) for update`);
       if (byEmail) {
-        if (byEmail.google_id !== null) throw new AccountConflictError();
+        // Postgres' lower() folds some non-ASCII letters onto ASCII ones (U+212A KELVIN SIGN is `k`): only the
+        // same address, up to ASCII case, may take over an account created beforehand.
+        if (byEmail.google_id !== null || emailKey(byEmail.email) !== emailKey(identity.email)) throw new AccountConflictError();
         const user = await tx.one(sql.type(userRow)`
           update users
           set google_id = ${identity.googleId},
@@ -106,19 +109,23 @@ export function createAccounts(pool: DatabasePool): Accounts {
     setActive: (userId, active, { now, reason }) =>
       pool.transaction(async (tx) => {
         const at = now.toISOString();
+        // `for no key update`, not `for update`: a refresh inserting a token of this user takes a key-share
+        // lock on the user row (foreign key) while it holds its session row, which this transaction wants next.
         const before = await tx.maybeOne(sql.type(z.object({ is_active: z.boolean() }))`
-          select is_active from users where id = ${userId} for update`);
+          select is_active from users where id = ${userId} for no key update`);
         if (!before) return null;
         const user = await tx.one(sql.type(userRow)`
           update users set is_active = ${active}, updated_at = ${at} where id = ${userId} returning ${columns}`);
         if (!active) {
           // Refresh tokens die now. The session rows stay open while the user is inactive so that their
           // access tokens are answered `user_inactive` (the authenticate hook checks the session first).
-          await tx.query(sql.unsafe`
-            update user_tokens set revoked_at = ${at}, revoke_reason = 'user_deactivated'
-            where user_id = ${userId} and revoked_at is null`);
+          // Sessions before tokens: a refresh locks its session row, then its token rows, and taking
+          // them in the other order here deadlocks with a refresh of the same user.
           await tx.query(sql.unsafe`
             update user_sessions set revoke_reason = ${`user_deactivated: ${reason}`.slice(0, 500)}
+            where user_id = ${userId} and revoked_at is null`);
+          await tx.query(sql.unsafe`
+            update user_tokens set revoked_at = ${at}, revoke_reason = 'user_deactivated'
             where user_id = ${userId} and revoked_at is null`);
         } else if (!before.is_active) {
           // Reactivated: nothing from before the deactivation comes back; the user signs in afresh.

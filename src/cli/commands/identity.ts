@@ -67,12 +67,9 @@ const setActive = (active: boolean): CliCommand => ({
   async run({ deps, print }, values) {
     const user = await deps.users.findByEmail(requireEmail(values.email));
     if (!user) throw new UsageError(`no user with email ${String(values.email)}`);
-    await deps.users.setActive(user.id, active);
-    if (!active) {
-      await deps.pool.query(sql.unsafe`
-        update user_sessions set revoked_at = now(), revoke_reason = 'user_deactivated'
-        where user_id = ${user.id} and revoked_at is null`);
-    }
+    // The same transition as PUT /admin/users/:id/active: deactivation revokes the refresh tokens,
+    // reactivation closes every session from before, however the user was deactivated.
+    await deps.accounts.setActive(user.id, active, { now: deps.clock.now(), reason: 'cli' });
     print(`user ${user.email} is now ${active ? 'active' : 'inactive'}`);
   },
 });

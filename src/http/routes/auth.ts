@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { activityStreamId, USER_SIGNED_IN, USER_SIGNED_UP } from '../../activity/events.js';
 import type { JsonObject } from '../../core/event-store.js';
 import { AccountConflictError } from '../../membership/accounts.js';
+import { emailKey } from '../../membership/emails.js';
 import { GoogleVerificationError } from '../../membership/google.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
@@ -120,7 +121,7 @@ export const authRoutes: FastifyPluginAsyncZod = async (app) => {
       try {
         signedIn = await deps.accounts.signInWithGoogle(identity, {
           now,
-          admin: deps.config.adminEmails.includes(identity.email.toLowerCase()),
+          admin: deps.config.adminEmails.includes(emailKey(identity.email)),
         });
       } catch (error) {
         if (error instanceof AccountConflictError) throw new ApiError('forbidden', 'This email address already belongs to another account.');
