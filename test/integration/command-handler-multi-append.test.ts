@@ -91,6 +91,31 @@ describe('withMultiStreamAppends', () => {
     expect(await read(near)).toHaveLength(1);
   });
 
+  it('an event the database refuses fails only its own append: the others of its batch are written', async () => {
+    const batches: number[] = [];
+    const batched = withMultiStreamAppends(store, db.pool, { maxInFlight: 1, onBatch: (n) => batches.push(n) });
+    const bad = `multi-bad-${randomUUID()}`;
+    const good = [`multi-ok1-${randomUUID()}`, `multi-ok2-${randomUUID()}`];
+    const blocker = batched.appendToStream(`multi-x-${randomUUID()}`, [event(0)], { expectedRevision: 'no_stream' });
+    // Postgres jsonb refuses a lone UTF-16 surrogate (the HTTP layer refuses it earlier; this is the store's own guard).
+    const outcomes = await Promise.allSettled([
+      batched.appendToStream(good[0] as string, [event(1), event(2)], { expectedRevision: 'no_stream' }),
+      batched.appendToStream(bad, [{ id: randomUUID(), type: 'Tested', data: { text: 'a\ud800b' }, metadata: {} }], { expectedRevision: 'no_stream' }),
+      batched.appendToStream(good[1] as string, [event(3)], { expectedRevision: 'no_stream' }),
+    ]);
+    await blocker;
+    expect(batches).toContain(3);
+    expect(outcomes[0]).toMatchObject({ status: 'fulfilled', value: { nextExpectedRevision: 1n } });
+    expect(outcomes[1]?.status).toBe('rejected');
+    expect(outcomes[2]).toMatchObject({ status: 'fulfilled', value: { nextExpectedRevision: 0n } });
+    expect((await read(good[0] as string)).map((e) => e.data.n)).toEqual([1, 2]);
+    expect(await read(good[1] as string)).toHaveLength(1);
+    expect(await read(bad)).toHaveLength(0);
+    // The results carry the positions the events got.
+    const [first] = await read(good[1] as string);
+    expect((outcomes[2] as PromiseFulfilledResult<{ position: Position }>).value.position).toEqual(first?.position);
+  });
+
   it('two writers batching overlapping streams: no deadlock, and the global log has every stream in revision order', async () => {
     const one = withMultiStreamAppends(store, db.pool);
     const two = withMultiStreamAppends(store, db.pool);

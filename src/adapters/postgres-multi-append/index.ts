@@ -56,14 +56,7 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
     // One single-event append goes out alone through the store (append_to_stream: cheaper for one
     // event, and its result already names that event's position). A lone multi-event append goes
     // through append_to_streams, which also returns each event's position: no read-back needed.
-    if (batch.length === 1 && (batch[0] as Pending).events.length === 1) {
-      const only = batch[0] as Pending;
-      try {
-        return [{ result: await store.appendToStream(only.streamId, only.events, { expectedRevision: only.expected }) }];
-      } catch (error) {
-        return [{ error }];
-      }
-    }
+    if (batch.length === 1 && (batch[0] as Pending).events.length === 1) return [await appendAlone(batch[0] as Pending)];
     try {
       const expected = batch.map((p) => encodeExpected(p.expected));
       const events = batch.flatMap((p) => p.events);
@@ -127,9 +120,19 @@ export function withMultiStreamAppends(store: EventStore, pool: DatabasePool, op
         };
       });
     } catch (error) {
-      // The statement failed as a whole: nothing of it was committed (or the connection died, and the
-      // callers treat the outcome as unknown, as for any failed append).
-      return batch.map(() => ({ error }));
+      if (batch.length === 1) return [{ error }];
+      // The statement failed as a whole, so one append's event (or the connection) took the others down
+      // with it. Each append goes again on its own, so only the one at fault fails. Safe whatever
+      // happened: a failed statement committed nothing, and if the connection died after a commit, a
+      // repeat of the same event ids at the same expected revision is idempotent (the first result).
+      return Promise.all(batch.map((pending) => appendAlone(pending)));
+    }
+  };
+  const appendAlone = async (pending: Pending): Promise<Outcome> => {
+    try {
+      return { result: await store.appendToStream(pending.streamId, pending.events, { expectedRevision: pending.expected }) };
+    } catch (error) {
+      return { error };
     }
   };
   const append = createBatcher(runBatch, { maxInFlight: options.maxInFlight ?? 2, maxBatch: options.maxBatch ?? 256 });
