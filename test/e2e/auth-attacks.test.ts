@@ -158,6 +158,14 @@ describe('access tokens: algorithm and header confusion', () => {
     expectProblem(await t.app.inject({ method: 'GET', url: '/me', headers: { authorization: `Basic ${token}` } }), 401, 'invalid_token');
     expectProblem(await t.app.inject({ method: 'GET', url: '/me', headers: { authorization: `Bearer ${token} ${token}` } }), 401, 'invalid_token');
   });
+
+  it('the scheme name is case-insensitive (RFC 9110 §11.1): bearer and BEARER work like Bearer', async () => {
+    const { token } = await t.signIn();
+    for (const scheme of ['bearer', 'BEARER', 'bEaReR']) {
+      const response = await t.app.inject({ method: 'GET', url: '/me', headers: { authorization: `${scheme} ${token}` } });
+      expect(response.statusCode, `${scheme}: ${response.body}`).toBe(200);
+    }
+  });
 });
 
 describe('Google sign-in at the edges', () => {

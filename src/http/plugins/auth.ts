@@ -26,7 +26,8 @@ declare module 'fastify' {
   }
 }
 
-const BEARER = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/;
+// The scheme name is case-insensitive (RFC 9110 §11.1); the token is exactly one b64token.
+const BEARER = /^bearer ([A-Za-z0-9._~+/-]+=*)$/i;
 const challenge = (error: string) => ({ 'www-authenticate': `Bearer error="${error}"` });
 
 /** The authenticated principal; only call behind `app.authenticate`. */
