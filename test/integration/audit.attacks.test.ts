@@ -3,7 +3,12 @@
  * verify must report; then `audit verify --all` over the lot, and the balance-at and export routes on
  * awkward input.
  */
+import { execFile } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/adapters/postgres/pool.js';
 import { createAuditDeps } from '../../src/audit/verify.js';
@@ -323,7 +328,7 @@ describe('balance at an instant', () => {
 });
 
 describe('export', () => {
-  const awkward = 'a,b "quoted"\r\nline two\n\u2028 é e\u0301 😀 =SUM(A1)';
+  const awkward = 'a,b "quoted"\r\nline two\n\u2028\u2029\u0085 é e\u0301 😀 =SUM(A1)';
 
   it('CSV: awkward text in data survives a strict RFC 4180 reader, and every hash recomputes from the CSV alone', async () => {
     const { userId } = await t.signIn();
@@ -349,7 +354,12 @@ describe('export', () => {
   });
 
   it('NDJSON from a position in the middle resumes exactly after it; a ten-line independent recomputation matches every hash', async () => {
-    const all = (await get('/audit/export?format=ndjson')).body.trimEnd().split('\n').map((line) => JSON.parse(line));
+    const body = (await get('/audit/export?format=ndjson')).body;
+    // U+2028/U+2029/U+0085 (in the awkward description above) end lines for Node's readline and Python's
+    // splitlines: the export writes them as \u escapes, so every reader sees one event per line.
+    expect(body).not.toMatch(/[\u0085\u2028\u2029]/);
+    expect(body).toContain('\\u2028');
+    const all = body.trimEnd().split('\n').map((line) => JSON.parse(line));
     expect(all.length).toBeGreaterThan(10);
     const middle = all[Math.floor(all.length / 2)];
     const rest = (await get(`/audit/export?format=ndjson&from_position=${middle.position}`)).body.trimEnd().split('\n').map((line) => JSON.parse(line));
@@ -372,6 +382,26 @@ describe('export', () => {
       if (broken.has(e.user_id)) continue;
       expect(recompute(e), `${e.stream_id}@${e.revision}`).toBe(e.hash);
       expect(e.metadata.stream_id).toBe(e.stream_id);
+    }
+  });
+
+  it("docs/audit.md's script flags a chain copied whole into another account (every link and hash is valid there)", async () => {
+    const source = await account();
+    const { userId: target } = await t.signIn();
+    const to = accountStreamId(target);
+    await q(sql.unsafe`insert into events (stream_id, stream_revision, event_id, type, data, metadata)
+      select ${to}, stream_revision, event_id, type, data, metadata from events where stream_id = ${source.stream} order by stream_revision`);
+    await q(sql.unsafe`insert into streams (stream_id, revision) select ${to}, revision from streams where stream_id = ${source.stream}`);
+    const script = /```js\n([\s\S]*?)```/.exec(await readFile(new URL('../../docs/audit.md', import.meta.url), 'utf8'))?.[1];
+    const dir = await mkdtemp(path.join(tmpdir(), 'audit-copy-'));
+    try {
+      await writeFile(path.join(dir, 'verify-chain.mjs'), script as string);
+      await writeFile(path.join(dir, 'ledger.ndjson'), (await get('/audit/export?format=ndjson')).body);
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(dir, 'verify-chain.mjs'), path.join(dir, 'ledger.ndjson')]);
+      expect(stdout).toContain(`BROKEN ${to} at revision 0`);
+      expect(stdout).not.toContain(`BROKEN ${source.stream} `);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
