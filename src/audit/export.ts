@@ -55,11 +55,20 @@ export const csvLine = (record: ExportRecord): string =>
     record.recorded_at,
     record.prev_hash ?? '',
     record.hash ?? '',
-    JSON.stringify(record.data),
-    JSON.stringify(record.metadata),
+    exportJson(record.data),
+    exportJson(record.metadata),
   ]);
 
-export const ndjsonLine = (record: ExportRecord): string => `${JSON.stringify(record)}\n`;
+/**
+ * JSON text for one export line. JSON.stringify leaves U+2028, U+2029 and U+0085 raw inside strings,
+ * and common line readers end lines there (Node's readline, which docs/audit.md's script uses, splits
+ * on U+2028/U+2029; Python's str.splitlines on all three), so one client-written description would cut
+ * a line in two. Written as \u escapes instead: the same JSON value, so the same hash when recomputed.
+ */
+export const exportJson = (value: unknown): string =>
+  JSON.stringify(value).replace(/[\u0085\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+export const ndjsonLine = (record: ExportRecord): string => `${exportJson(record)}\n`;
 
 export interface ExportOptions {
   readonly format: ExportFormat;

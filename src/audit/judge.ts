@@ -3,7 +3,7 @@ import { comparePositions, parsePosition, type Position } from '../core/event-st
 import type { AccountOutcome, ChunkOutcome, ScannedChunk } from './chunk.js';
 import { projectionProgress } from './projection-wait.js';
 import { compareWithReadModels, fetchProjected } from './read-models.js';
-import { verifyResultOf } from './verify.js';
+import { eventMismatch, verifyResultOf } from './verify.js';
 
 /**
  * `audit verify --all`, second half of a chunk: its replayed accounts (./chunk.ts) compared with the read
@@ -32,7 +32,13 @@ export async function judgeChunk(pool: DatabasePool | null, scanned: ScannedChun
     const projectorBehind = lastEvent !== null && (progress?.position == null || comparePositions(progress.position, lastEvent) < 0);
     const modelAhead = isAfter(mine?.figures.last_position ?? null, report.replayed.last_position);
     if (projectorBehind || modelAhead) {
-      outcomes.push({ user_id: report.user_id, events: report.events, status: 'recheck', result: null });
+      // The events alone already fail (chain, replay, entries): a failure, whatever the projector does
+      // (a tampered event may be what stopped it). Otherwise compare later, once it has caught up.
+      if (eventMismatch(report) !== null) {
+        outcomes.push({ user_id: report.user_id, events: report.events, status: 'failed', result: verifyResultOf(report, null, null) });
+      } else {
+        outcomes.push({ user_id: report.user_id, events: report.events, status: 'recheck', result: null });
+      }
       continue;
     }
     const result = verifyResultOf(report, mine ?? null, compareWithReadModels(report, mine));

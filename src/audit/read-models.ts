@@ -191,6 +191,9 @@ const ACCOUNT_FIELDS = [
   'total_adjusted',
   'total_clawed_back',
   'last_event_id',
+  // Served as GET /credits `position`, and the projector's guard against applying an event twice: a
+  // moved value misinforms readers and freezes the row, so it must equal the replay too.
+  'last_position',
 ] as const;
 
 const LOT_FIELDS = ['kind', 'original', 'remaining', 'held', 'clawed_back', 'priority', 'expires_at'] as const;

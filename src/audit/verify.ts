@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
 import { comparePositions, type EventStore, formatPosition, parsePosition } from '../core/event-store.js';
 import { accountStreamId } from '../ledger/index.js';
-import { type ProjectionWaiter, waitForProjection } from './projection-wait.js';
+import { ProjectionLaggingError, type ProjectionWaiter, waitForProjection } from './projection-wait.js';
 import { compareWithReadModels, fetchProjected, type Mismatch, type ProjectedAccount, statementRows } from './read-models.js';
 import { type AccountFigures, type ExpectedStatementRow, type StreamReport, StreamVerifier } from './verifier.js';
 
@@ -178,7 +178,15 @@ export async function verifyAccount(deps: AuditDeps, userId: string, options: Ve
   for (let round = 0; ; round += 1) {
     const report = verifier.report();
     if (report.position !== null) {
-      await waitForProjection(deps.pool, report.position, options.projectionWaitMs ?? 2000, deps.waitForProjection);
+      try {
+        await waitForProjection(deps.pool, report.position, options.projectionWaitMs ?? 2000, deps.waitForProjection);
+      } catch (error) {
+        // What the events alone prove does not depend on the projector: a broken chain or a replay
+        // that contradicts itself is reported as such (read models not compared), not as lag. (A
+        // tampered event can itself be what stopped the projector.)
+        if (error instanceof ProjectionLaggingError && eventMismatch(report) !== null) return verifyResultOf(report, null, null);
+        throw error;
+      }
     }
     const projected = (await fetchProjected(deps.pool, [userId])).get(userId);
     if (round < 3 && positionAfter(projected?.figures.last_position ?? null, report.replayed.last_position)) {
