@@ -31,7 +31,9 @@ export async function judgeChunk(pool: DatabasePool | null, scanned: ScannedChun
     const lastEvent = report.position;
     const projectorBehind = lastEvent !== null && (progress?.position == null || comparePositions(progress.position, lastEvent) < 0);
     const modelAhead = isAfter(mine?.figures.last_position ?? null, report.replayed.last_position);
-    if (projectorBehind || modelAhead) {
+    // A head below the events read: the stream moved on during the scan, or its head was lowered; the
+    // one-by-one recheck reads the head again after the events and tells.
+    if (projectorBehind || modelAhead || report.head_unconfirmed) {
       // The events alone already fail (chain, replay, entries): a failure, whatever the projector does
       // (a tampered event may be what stopped it). Otherwise compare later, once it has caught up.
       if (eventMismatch(report) !== null) {

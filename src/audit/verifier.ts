@@ -48,6 +48,8 @@ export type ChainProblem =
   | 'missing_hash'
   | 'hash_mismatch'
   | 'missing_tail'
+  /** The store's head is below an event the stream holds (its next append would collide with it). */
+  | 'head_behind'
   /** The event says it belongs to another stream: it was copied or moved here. */
   | 'wrong_stream';
 
@@ -134,6 +136,8 @@ export interface StreamReport {
   readonly hash_chain_ok: boolean;
   readonly chain_break: ChainBreak | null;
   readonly chain_breaks: number;
+  /** A head read before the events was below the last one read and has not been read again (see `confirmHead`). */
+  readonly head_unconfirmed: boolean;
   readonly replay_failure: ReplayFailure | null;
   readonly entry_mismatch: EntryMismatch | null;
   /** The replayed account (up to a replay failure). */
@@ -187,6 +191,7 @@ export class StreamVerifier {
   private chainBreaks = 0;
   private replayFailure: ReplayFailure | null = null;
   private entryMismatch: EntryMismatch | null = null;
+  private headUnconfirmed = false;
   private statementCount = 0;
   private statementSum = 0;
   private lastBalanceAfter: number | null = null;
@@ -222,7 +227,26 @@ export class StreamVerifier {
   expectHead(head: bigint): void {
     if (head > this.lastRevision) {
       this.breakChain(this.lastRevision + 1n, 'missing_tail', `revision ${head}`, this.lastRevision < 0n ? null : `revision ${this.lastRevision}`);
+    } else if (head < this.lastRevision) {
+      this.headUnconfirmed = true;
     }
+  }
+
+  /**
+   * Whether the head given to `expectHead` was below the last event read: the stream moved on since
+   * (a live ledger), or its head was lowered. `confirmHead` with a head read after the events tells.
+   */
+  get headIsUnconfirmed(): boolean {
+    return this.headUnconfirmed;
+  }
+
+  /**
+   * The head read again after the events. A head commits with its events and only moves forward, so
+   * one still below the last event read was lowered: the stream's next append would collide.
+   */
+  confirmHead(head: bigint): void {
+    this.headUnconfirmed = false;
+    if (head < this.lastRevision) this.breakChain(head + 1n, 'head_behind', `revision ${this.lastRevision}`, `revision ${head}`);
   }
 
   private breakChain(revision: bigint, problem: ChainProblem, expected: string, actual: string | null): void {
@@ -326,6 +350,7 @@ export class StreamVerifier {
       hash_chain_ok: this.chainBreak === null,
       chain_break: this.chainBreak,
       chain_breaks: this.chainBreaks,
+      head_unconfirmed: this.headUnconfirmed,
       replay_failure: this.replayFailure,
       entry_mismatch: this.entryMismatch,
       replayed: {

@@ -210,6 +210,19 @@ describe('edited stream heads and deleted streams', () => {
     tampered.push({ userId, revision: 6, field: /^hash_chain$/ });
   });
 
+  it('a head lowered below the last event (the next append would collide) is head_behind', async () => {
+    const { userId, stream } = await account();
+    await q(sql.unsafe`update streams set revision = 3 where stream_id = ${stream}`);
+    expect((await verify(userId)).first_mismatch).toMatchObject({
+      revision: 4,
+      field: 'hash_chain',
+      problem: 'head_behind',
+      expected: 'revision 5',
+      actual: 'revision 3',
+    });
+    tampered.push({ userId, revision: 4, field: /^hash_chain$/ });
+  });
+
   it('every event deleted but the head kept: a missing tail from revision 0', async () => {
     const { userId, stream } = await account();
     await q(sql.unsafe`delete from events where stream_id = ${stream}`);
