@@ -636,5 +636,19 @@ export function describeEventStoreContract(
         expect(await collect(store.subscribeToAll({ signal: AbortSignal.abort() }))).toEqual([]);
       });
     });
+
+    describe('close', () => {
+      it('refuses appends and reads once closed, so that nothing is written after a shutdown', async () => {
+        const streamId = streamName('closed');
+        await append(streamId, [newEvent()], 'no_stream');
+        await store.close();
+        await expect(append(streamId, [newEvent()], 0n)).rejects.toThrow(/closed/);
+        await expect(append(streamName('closed_new'), [newEvent()], 'any')).rejects.toThrow(/closed/);
+        await expect(collect(store.readStream(streamId))).rejects.toThrow(/closed/);
+        await expect(collect(store.readAll())).rejects.toThrow(/closed/);
+        await expect(store.headPosition()).rejects.toThrow(/closed/);
+        await expect(store.close()).resolves.toBeUndefined();
+      });
+    });
   });
 }

@@ -113,12 +113,18 @@ export function createEventStoreDbEventStore(options: EventStoreDbEventStoreOpti
   const logger = options.logger;
   const pingTimeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+  /** Set by close(). The client would go on serving calls after dispose(), so the adapter refuses them. */
+  let closed = false;
+  const assertOpen = () => {
+    if (closed) throw new Error('the event store is closed');
+  };
 
   async function appendToStream(
     streamId: string,
     events: readonly NewEvent[],
     { expectedRevision }: { expectedRevision: ExpectedRevision },
   ): Promise<AppendResult> {
+    assertOpen();
     if (events.length === 0) {
       // The server would answer with the position of an empty record that no reader ever sees.
       throw new RangeError('appendToStream needs at least one event');
@@ -138,6 +144,7 @@ export function createEventStoreDbEventStore(options: EventStoreDbEventStoreOpti
   }
 
   async function* readStream(streamId: string, readOptions: ReadStreamOptions = {}): AsyncGenerator<RecordedEvent> {
+    assertOpen();
     assertMaxCount(readOptions.maxCount);
     if (readOptions.fromRevision !== undefined && readOptions.fromRevision < 0n) {
       throw new RangeError(`fromRevision must be ≥ 0, got ${readOptions.fromRevision}`);
@@ -188,6 +195,7 @@ export function createEventStoreDbEventStore(options: EventStoreDbEventStoreOpti
   }
 
   async function* readAll(readOptions: ReadAllOptions = {}): AsyncGenerator<RecordedEvent> {
+    assertOpen();
     assertMaxCount(readOptions.maxCount);
     const limit = readOptions.maxCount ?? Number.POSITIVE_INFINITY;
     if (limit === 0) return;
@@ -202,7 +210,6 @@ export function createEventStoreDbEventStore(options: EventStoreDbEventStoreOpti
 
   /** Open subscriptions, ended by close(): the client's dispose() cancels their calls but leaves them hanging. */
   const openSubscriptions = new Set<() => void>();
-  let closed = false;
 
   async function* subscribeToAll(subscribeOptions: SubscribeOptions = {}): AsyncGenerator<RecordedEvent> {
     const { signal, fromPosition } = subscribeOptions;
@@ -243,6 +250,7 @@ export function createEventStoreDbEventStore(options: EventStoreDbEventStoreOpti
   }
 
   async function headPosition(): Promise<Position | null> {
+    assertOpen();
     for await (const resolved of scanAll(undefined, true)) {
       if (resolved.event) return fromClientPosition(resolved.event.position);
     }
