@@ -6,7 +6,10 @@
  * - stream revisions are 0-based; `nextExpectedRevision` is the revision of the last event written;
  * - positions are global, opaque and totally ordered; a `fromPosition` is exclusive;
  * - re-appending the same event ids with the same expected revision is an idempotent no-op that
- *   returns the original result; any other mismatch is a WrongExpectedRevisionError.
+ *   returns the original result; any other mismatch is a WrongExpectedRevisionError. Durably so only
+ *   for an exact revision or `no_stream`: with `any` / `stream_exists` EventStoreDB finds the ids only
+ *   in a bounded cache of recent events and otherwise writes them again, so a retry that must not
+ *   double-write states an exact revision (notes/event-sourcing.md §1).
  */
 
 import type { JsonObject, Position } from '../values.js';

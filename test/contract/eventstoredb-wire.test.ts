@@ -145,6 +145,28 @@ describe.each([
       expect(t.double.log.streamVersion(streamId)).toBe(1n);
     });
 
+    it("with 'any' writes the events again once their ids left the server's committed-events cache", async () => {
+      // The server looks `any`/`stream_exists` retries up only in a bounded cache of recent ids
+      // (IndexWriter.CheckCommit): only an exact revision or no_stream makes a retry safe.
+      const double = await startEsdbDouble({ appendPath, committedEventsCacheBytes: 2_000 });
+      const store = createEventStoreDbEventStore({ connectionString: double.connectionString });
+      try {
+        const streamId = `account-${randomUUID()}`;
+        const events = [newEvent(), newEvent()];
+        const original = await store.appendToStream(streamId, events, { expectedRevision: 'any' });
+        expect(await store.appendToStream(streamId, events, { expectedRevision: 'any' })).toEqual(original);
+        for (let n = 0; n < 50; n += 1) {
+          await store.appendToStream(`other-${randomUUID()}`, [newEvent()], { expectedRevision: 'no_stream' });
+        }
+        const again = await store.appendToStream(streamId, events, { expectedRevision: 'any' });
+        expect(again.nextExpectedRevision).toBe(3n);
+        expect(await store.appendToStream(streamId, events, { expectedRevision: 'no_stream' })).toEqual(original);
+      } finally {
+        await store.close();
+        await double.stop();
+      }
+    });
+
     it('is a conflict when only some of the events are already there', async () => {
       const streamId = `account-${randomUUID()}`;
       const first = newEvent();

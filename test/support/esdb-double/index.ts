@@ -31,6 +31,11 @@ export interface EsdbDoubleOptions {
   readonly nowTicks?: () => bigint;
   /** What GetSupportedMethods reports. */
   readonly serverVersion?: string;
+  /**
+   * Bytes of the server's cache of recently committed event ids, which alone makes `any` and
+   * `stream_exists` re-appends idempotent. Default: the server's 8 MiB.
+   */
+  readonly committedEventsCacheBytes?: number;
 }
 
 export interface EsdbDouble {
@@ -72,7 +77,7 @@ const supportedMethods = (serverVersion: string) => {
 };
 
 export async function startEsdbDouble(options: EsdbDoubleOptions = {}): Promise<EsdbDouble> {
-  const log = new TransactionLog(options.nowTicks);
+  const log = new TransactionLog(options.nowTicks, options.committedEventsCacheBytes);
   const subscriptions = new Set<LiveSubscription>();
   const writeSystemEvent = (type = '$statsCollected', streamId = '$stats-127.0.0.1:2113') => {
     const data = Buffer.from(JSON.stringify({ at: new Date().toISOString() }), 'utf8');

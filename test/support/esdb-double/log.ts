@@ -70,6 +70,11 @@ const EMPTY_WRITE_RECORD_SIZE = RECORD_OVERHEAD + 16n;
 
 const utf8Length = (text: string): bigint => BigInt(Buffer.byteLength(text, 'utf8'));
 
+/** Server default of the committed-events cache (`ESConsts.CommittedEventsMemCacheLimit`). */
+export const COMMITTED_EVENTS_CACHE_BYTES = 8 * 1024 * 1024;
+/** What the server's cache charges an entry: Guid key, event number, pointer, and the stream id (UTF-16). */
+const committedEventCost = (event: LoggedEvent): number => 16 + 4 + 8 + 2 * event.streamId.length;
+
 type CommitCheck =
   | { readonly decision: 'ok'; readonly currentVersion: bigint }
   | { readonly decision: 'idempotent'; readonly lastRevision: bigint; readonly position: bigint }
@@ -79,16 +84,21 @@ export class TransactionLog {
   readonly #records: LoggedEvent[] = [];
   readonly #streams = new Map<string, LoggedEvent[]>();
   /**
-   * The server keeps recently committed event ids in an 8 MiB cache (`_committedEvents`) that the
-   * `any`/`stream_exists` idempotency check relies on; here it is unbounded, i.e. a server that has
-   * not yet evicted anything.
+   * The server keeps recently committed event ids in a cache bounded by memory (`_committedEvents`, a
+   * `BoundedCache` of `ESConsts.CommittedEventsMemCacheLimit` = 8 MiB, entries costed at
+   * 16 + 4 + pointer + stream id, oldest evicted first: IndexWriter.cs) that the `any`/`stream_exists`
+   * idempotency check relies on. Bounded the same way here, so that tests can see ids fall out of it.
    */
   readonly #committedEvents = new Map<string, LoggedEvent>();
+  #committedEventsBytes = 0;
   readonly #listeners = new Set<(event: LoggedEvent) => void>();
   #writerCheckpoint = 0n;
   #lastIndexedPosition = -1n;
 
-  constructor(private readonly nowTicks: () => bigint = () => BigInt(Date.now()) * 10_000n) {}
+  constructor(
+    private readonly nowTicks: () => bigint = () => BigInt(Date.now()) * 10_000n,
+    private readonly committedEventsCacheBytes: number = COMMITTED_EVENTS_CACHE_BYTES,
+  ) {}
 
   /** Post-position of the last record written: where the next one starts (`WriterCheckpoint`). */
   get writerCheckpoint(): bigint {
@@ -209,6 +219,21 @@ export class TransactionLog {
     return { decision: 'ok', currentVersion };
   }
 
+  #remember(event: LoggedEvent): void {
+    const previous = this.#committedEvents.get(event.id);
+    if (previous) {
+      this.#committedEvents.delete(event.id);
+      this.#committedEventsBytes -= committedEventCost(previous);
+    }
+    this.#committedEvents.set(event.id, event);
+    this.#committedEventsBytes += committedEventCost(event);
+    for (const [id, oldest] of this.#committedEvents) {
+      if (this.#committedEventsBytes <= this.committedEventsCacheBytes) break;
+      this.#committedEvents.delete(id);
+      this.#committedEventsBytes -= committedEventCost(oldest);
+    }
+  }
+
   #write(streamId: string, currentVersion: bigint, events: readonly ProposedEvent[]): AppendOutcome {
     if (events.length === 0) {
       // The server still writes an empty, data-less prepare: it moves the log but is never read back.
@@ -243,7 +268,7 @@ export class TransactionLog {
     for (const event of written) {
       stream.push(event);
       this.#records.push(event);
-      this.#committedEvents.set(event.id, event);
+      this.#remember(event);
     }
     const last = written[written.length - 1] as LoggedEvent;
     this.#lastIndexedPosition = last.logPosition;
