@@ -282,6 +282,22 @@ export function describeEventStoreContract(
         expect(await collect(store.readStream(streamId))).toHaveLength(1);
       });
 
+      it('writes a large append whole: consecutive revisions, increasing positions, the last one returned, idempotent on retry', async () => {
+        const streamId = streamName('large');
+        const events = newEvents(2000);
+        const result = await append(streamId, events, 'no_stream');
+        expect(result.nextExpectedRevision).toBe(1999n);
+        const read = await collect(store.readStream(streamId));
+        expect(read.map((event) => event.id)).toEqual(events.map((event) => event.id));
+        expect(read.map((event) => event.revision)).toEqual(events.map((_, index) => BigInt(index)));
+        expectStrictlyIncreasing(read.map((event) => event.position));
+        expect(read.at(-1)?.position).toEqual(result.position);
+        const { positions: _positions, ...original } = result;
+        const { positions: _retried, ...retried } = await append(streamId, events, 'no_stream');
+        expect(retried).toEqual(original);
+        expect(await collect(store.readStream(streamId, { fromRevision: 1999n }))).toHaveLength(1);
+      });
+
       it("returns a position at or after each of the append's events and before the next append's", async () => {
         const streamId = streamName('append_position');
         const first = await append(streamId, newEvents(3), 'no_stream');
