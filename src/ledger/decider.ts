@@ -8,6 +8,9 @@
  *      then `CreditsExpired` for unheld credits in lots with `expires_at <= now`;
  * then handles the command, then sweeps lots once more so credits released or refunded into an expired
  * or clawed-back lot leave at once. A rejected command appends nothing (not even the sweep).
+ *
+ * `now` is never earlier than the `at` of the stream's last event (a lagging clock is moved up to it),
+ * so `data.at` never decreases along a stream.
  */
 import {
   type Allocation,
@@ -792,9 +795,16 @@ const handle = (command: LedgerCommand, state: LedgerState, draft: Draft, ctx: D
 
 const isError = (outcome: LedgerError | AlreadyApplied): outcome is LedgerError => 'code' in outcome;
 
-export const decide = (command: LedgerCommand, state: LedgerState, ctx: DecideContext): Decision => {
-  const nowMs = ctx.now.getTime();
-  if (Number.isNaN(nowMs)) throw new Error('decider: ctx.now is an invalid Date');
+export const decide = (command: LedgerCommand, state: LedgerState, given: DecideContext): Decision => {
+  const givenMs = given.now.getTime();
+  if (Number.isNaN(givenMs)) throw new Error('decider: ctx.now is an invalid Date');
+  // Time never runs backwards within a stream: a writer whose clock lags the one that decided the last
+  // event decides at that event's instant instead. Otherwise it would count API calls into a day whose
+  // counter was already left behind (unbounded calls past the limit) and spend credits the stream had
+  // already expired.
+  const lastMs = state.updated_at === null ? Number.NEGATIVE_INFINITY : Date.parse(state.updated_at);
+  const nowMs = Math.max(givenMs, lastMs);
+  const ctx: DecideContext = nowMs === givenMs ? given : { ...given, now: new Date(nowMs) };
 
   const issues = validateCommand(command, state, nowMs);
   if (issues.length > 0) return rejected(validationFailed(issues));

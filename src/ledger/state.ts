@@ -294,20 +294,27 @@ const checkSum = (what: string, allocation: readonly AllocationEntry[], expected
   if (total !== expected) throw new LedgerReplayError(`${what}: allocation sums to ${total}, amount is ${expected}`);
 };
 
-/** Removes `allocation` from a reservation's holds (front to back) and from the lots' `held`. */
+/**
+ * Removes `allocation` from a reservation's holds (each lot's holds front to back) and from the lots'
+ * `held`. One pass over the holds: a reservation may span thousands of lots, and scanning its holds once
+ * per allocation entry made settling or releasing it quadratic.
+ */
 const unhold = (book: Book, reservation: Reservation, allocation: readonly AllocationEntry[]): void => {
-  for (const { lot_id, amount } of allocation) {
-    let left = amount;
-    for (const hold of reservation.holds) {
-      if (left === 0) break;
-      if (hold.lot_id !== lot_id || hold.amount === 0) continue;
-      const part = Math.min(left, hold.amount);
-      hold.amount -= part;
-      left -= part;
-    }
+  const take = new Map<string, number>();
+  for (const { lot_id, amount } of allocation) take.set(lot_id, (take.get(lot_id) ?? 0) + amount);
+  for (const hold of reservation.holds) {
+    const left = take.get(hold.lot_id);
+    if (left === undefined || left === 0) continue;
+    const part = Math.min(left, hold.amount);
+    hold.amount -= part;
+    take.set(hold.lot_id, left - part);
+  }
+  for (const [lot_id, left] of take) {
     if (left !== 0) {
-      throw new LedgerReplayError(`reservation ${reservation.reservation_id} does not hold ${amount} of lot ${lot_id}`);
+      throw new LedgerReplayError(`reservation ${reservation.reservation_id} does not hold ${left} more of lot ${lot_id}`);
     }
+  }
+  for (const { lot_id, amount } of allocation) {
     const lot = book.lotForUpdate(lot_id);
     lot.held -= amount;
     if (lot.held < 0) throw new LedgerReplayError(`lot ${lot_id} held went negative`);

@@ -137,3 +137,51 @@ describe('ChangeTier', () => {
     given([funded, ...calls(100, TODAY), ...upgrade]).when(spend, { tiers: DEFAULT_TIER_TABLE }).events();
   });
 });
+
+describe('quota windows at their edges (UTC)', () => {
+  const tiny = tierTable(DEFAULT_TIERS.map((t) => (t.tier === 'free' ? { ...t, max_api_calls_day: 2, max_api_calls_month: 3 } : t)));
+
+  it('the last millisecond of a day is still that day (Retry-After 1 s); its first millisecond is a new day', () => {
+    const day = '2026-11-25';
+    given([funded, ...calls(2, `${day}T00:00:00.000Z`)])
+      .when(spend, { now: `${day}T23:59:59.999Z`, tiers: tiny })
+      .thenError({ code: 'quota_exceeded', window: 'day', used: 2, retry_after_seconds: 1, resets_at: '2026-11-26T00:00:00.000Z' });
+    given([funded, ...calls(2, `${day}T23:59:59.999Z`)]).when(spend, { now: '2026-11-26T00:00:00.000Z', tiers: tiny }).events();
+  });
+
+  for (const [month, lastDay, next] of [
+    ['2026-02', '28', '2026-03'],
+    ['2028-02', '29', '2028-03'],
+    ['2026-04', '30', '2026-05'],
+    ['2026-12', '31', '2027-01'],
+  ] as const) {
+    it(`a ${lastDay}-day month (${month}) ends at the 1st of ${next}, 00:00:00.000 UTC`, () => {
+      const last = `${month}-${lastDay}T23:59:59.999Z`;
+      // three calls on three days of the month: the day has room, the month is full
+      const history = [funded, ...calls(1, `${month}-01T00:00:00.000Z`), ...calls(1, `${month}-15T12:00:00.000Z`, 1), ...calls(1, `${month}-${lastDay}T00:00:00.000Z`, 2)];
+      given(history)
+        .when(spend, { now: last, tiers: tiny })
+        .thenError({ code: 'quota_exceeded', window: 'month', used: 3, limit: 3, retry_after_seconds: 1, resets_at: `${next}-01T00:00:00.000Z` });
+      const events = given(history).when(spend, { now: `${next}-01T00:00:00.000Z`, tiers: tiny }).events();
+      expect(events[0]?.data.at).toBe(`${next}-01T00:00:00.000Z`);
+    });
+  }
+
+  it('a leap day is a day of its own', () => {
+    given([funded, ...calls(2, '2028-02-28T23:00:00.000Z')]).when(spend, { now: '2028-02-29T00:00:00.000Z', tiers: tiny }).events();
+    given([funded, ...calls(2, '2028-02-29T00:00:00.000Z')])
+      .when(spend, { now: '2028-02-29T23:59:59.999Z', tiers: tiny })
+      .thenError({ code: 'quota_exceeded', window: 'day', resets_at: '2028-03-01T00:00:00.000Z' });
+  });
+
+  it('the tier falls back to free at the very instant tier_expires_at', () => {
+    const expires_at = NOW;
+    given([funded, tierChanged({ tier: 'pro', expires_at, at: plus(NOW, -DAY) }), ...calls(100, TODAY)])
+      .when(spend)
+      .thenError({ code: 'quota_exceeded', limit: 100, window: 'day' });
+    const events = given([tierChanged({ tier: 'pro', expires_at, at: plus(NOW, -DAY) })])
+      .when({ type: 'ChangeTier', tier: 'basic', reason: 'renewal' })
+      .events();
+    expect(events[0]?.data).toMatchObject({ previous_tier: 'free' });
+  });
+});

@@ -3,6 +3,8 @@
  * expiry, adjustments ±, refunds, purchases and their refunds, idempotent retries, time passing expiries)
  * run through decide → ledgerEventMetadata → evolve, as the command handler does. After every step the
  * ledger invariants must hold; at the end the whole log is replayed from scratch and checked again.
+ * Some commands come from a writer whose clock lags (up to 2 h behind): the decider then decides at the
+ * stream's last instant, so every invariant is checked at the time the decision actually took.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -31,7 +33,7 @@ type Step =
   | { op: 'expireDue' }
   | { op: 'advance'; seconds: number };
 
-type KeyedStep = { step: Step; key: string | null };
+type KeyedStep = { step: Step; key: string | null; lagMs: number };
 
 const amount = fc.integer({ min: 1, max: 60 });
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
@@ -62,6 +64,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 const keyedStepArb: fc.Arbitrary<KeyedStep> = fc.record({
   step: stepArb,
   key: fc.oneof({ weight: 8, arbitrary: fc.constant(null) }, { weight: 1, arbitrary: fc.constantFrom(...KEYS) }),
+  lagMs: fc.oneof({ weight: 6, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 2 * 3600 * 1000 }) }),
 });
 
 const fundingArb = fc.integer({ min: 1, max: 1500 });
@@ -72,6 +75,8 @@ const pickFrom = <T>(items: readonly T[], pick: number): T | undefined =>
 
 interface World {
   nowMs: number;
+  /** `at` of the last appended event (time of the stream). */
+  lastAtMs: number;
   seq: number;
   state: LedgerState;
   log: { event: LedgerEvent; metadata: ReturnType<typeof ledgerEventMetadata> }[];
@@ -177,6 +182,9 @@ const checkState = (state: LedgerState, nowMs: number) => {
 
 /** Checks computed from the event log alone (what an auditor can do). */
 const checkLog = (log: readonly LedgerEvent[], balance: number) => {
+  for (let i = 1; i < log.length; i++) {
+    expect((log[i] as LedgerEvent).data.at >= (log[i - 1] as LedgerEvent).data.at, 'time never runs backwards in a stream').toBe(true);
+  }
   const spent = new Map<string, number>();
   const refunded = new Map<string, number>();
   let flow = 0;
@@ -232,19 +240,21 @@ const checkLog = (log: readonly LedgerEvent[], balance: number) => {
 };
 
 const run = (funding: number, steps: readonly KeyedStep[]) => {
-  const w: World = { nowMs: START, seq: 0, state: initialState(), log: [], spends: [], reservations: [], purchases: [], keys: new Map() };
-  const opening: KeyedStep = { step: { op: 'grant', amount: funding, expiresIn: null, priority: 0, kind: 'bonus' }, key: null };
+  const w: World = { nowMs: START, lastAtMs: Number.NEGATIVE_INFINITY, seq: 0, state: initialState(), log: [], spends: [], reservations: [], purchases: [], keys: new Map() };
+  const opening: KeyedStep = { step: { op: 'grant', amount: funding, expiresIn: null, priority: 0, kind: 'bonus' }, key: null, lagMs: 0 };
   const stats = { applied: 0, rejected: 0, already: 0, events: 0 };
   for (const keyed of [opening, ...steps]) {
     const command = toCommand(w, keyed);
     if (command === null) continue;
-    const now = new Date(w.nowMs);
+    const now = new Date(w.nowMs - keyed.lagMs);
+    // the instant the decision takes: the writer's clock, or the stream's last instant when that is later
+    const decidedMs = Math.max(now.getTime(), w.lastAtMs);
     const before = snapshot(w.state, now);
     const decision: Decision = decide(command, w.state, { now, tiers: TIERS });
     expect(snapshot(w.state, now), 'decide does not mutate').toEqual(before);
 
     const recorded = command.idempotency ? w.keys.get(command.idempotency.key) : undefined;
-    if (command.idempotency && recorded && w.nowMs - recorded.atMs < 24 * 3600 * 1000) {
+    if (command.idempotency && recorded && decidedMs - recorded.atMs < 24 * 3600 * 1000) {
       if (recorded.hash === command.idempotency.request_hash) {
         expect(decision).toMatchObject({ kind: 'already_applied', already_applied: { reason: 'idempotent_replay' } });
       } else {
@@ -273,7 +283,7 @@ const run = (funding: number, steps: readonly KeyedStep[]) => {
     const metadata = ledgerEventMetadata(command);
     for (const event of decision.events) {
       expect(parseLedgerEvent(event.type, JSON.parse(JSON.stringify(event.data)))).toEqual(event);
-      expect(event.data.at).toBe(now.toISOString());
+      expect(event.data.at).toBe(new Date(decidedMs).toISOString());
       w.state = evolve(w.state, { ...event, metadata });
       w.log.push({ event, metadata });
       stats.events++;
@@ -281,12 +291,13 @@ const run = (funding: number, steps: readonly KeyedStep[]) => {
       if (event.type === 'CreditsReserved') w.reservations.push(event.data.reservation_id);
       if (event.type === 'CreditsPurchased') w.purchases.push({ payment_id: event.data.payment_id, provider_event_id: event.data.provider_event_id });
     }
+    if (decision.events.length > 0) w.lastAtMs = decidedMs;
     if (command.idempotency && decision.events.length > 0) {
-      w.keys.set(command.idempotency.key, { hash: command.idempotency.request_hash, atMs: w.nowMs });
+      w.keys.set(command.idempotency.key, { hash: command.idempotency.request_hash, atMs: decidedMs });
     }
-    const { lotsPastExpiryWithUnheld } = checkState(w.state, w.nowMs);
+    const { lotsPastExpiryWithUnheld } = checkState(w.state, decidedMs);
     expect(lotsPastExpiryWithUnheld, 'a decision leaves no unheld credit in an expired lot').toBe(0);
-    expect([...w.state.open_reservations.values()].filter((r) => r.expires_at_ms <= w.nowMs)).toEqual([]);
+    expect([...w.state.open_reservations.values()].filter((r) => r.expires_at_ms <= decidedMs)).toEqual([]);
   }
 
   // replay the whole log from scratch: every balance_after holds, and the state is the same
