@@ -23,7 +23,12 @@ export function configOrExit(): Config {
 export function exitCleanlyOnSignals(logger: Logger, steps: readonly (() => Promise<void>)[]): void {
   let closing = false;
   const shutdown = async (signal: string) => {
-    if (closing) return;
+    if (closing) {
+      // A second signal is common (Ctrl-C reaches the whole process group, and npm/tsx relay it once
+      // more): it must not cut the shutdown short.
+      logger.info({ signal }, 'already shutting down');
+      return;
+    }
     closing = true;
     logger.info({ signal }, 'shutting down: finishing in-flight work');
     const force = setTimeout(() => {
@@ -40,6 +45,8 @@ export function exitCleanlyOnSignals(logger: Logger, steps: readonly (() => Prom
       process.exit(1);
     }
   };
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  // `on`, not `once`: with the handler gone, a repeated signal would kill the process mid-shutdown
+  // (in-flight requests cut, the embedded database left running).
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 }

@@ -68,7 +68,9 @@ export async function openDatabase(config: Config, logger: Logger, options: { mi
     embedded,
     close: async () => {
       await pool.end();
-      await embedded?.stop();
+      // The last process out stops the embedded server; one still used by another process (a service
+      // or CLI on the same DATA_DIR) is left running for it, whichever process started it.
+      await embedded?.stop({ onlyIfUnused: true, log: (message) => logger.info({ component: 'embedded-postgres' }, message) });
     },
   };
 }

@@ -33,6 +33,10 @@ async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const { command, rest } = found;
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`usage: npm run ledger -- ${command.usage}\n`);
+    return 0;
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: rest, options: command.options ?? {}, allowPositionals: true, strict: true });
@@ -71,6 +75,7 @@ run(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error) => {
     process.stderr.write(`${error instanceof ConfigError ? error.message : `error: ${error instanceof Error ? error.message : String(error)}`}\n`);
-    process.exit(1);
+    // Bad configuration exits 2, as the service and the projector do.
+    process.exit(error instanceof ConfigError ? 2 : 1);
   },
 );

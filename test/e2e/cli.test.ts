@@ -74,6 +74,18 @@ describe('npm run ledger', () => {
     expect(unknown.stderr).toMatch(/unknown command/);
   });
 
+  it('a bad configuration exits 2 with one line naming the variable, as the service does', async () => {
+    const bad = await ledger(['projections', 'status'], { PORT: 'abc' });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('invalid configuration: PORT must be a port number');
+  });
+
+  it('<command> --help prints that command\'s usage and exits 0', async () => {
+    const help = await ledger(['users', 'create', '--help']);
+    expect(help.code, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/^usage: npm run ledger -- users create --email E/);
+  });
+
   it('token is refused when NODE_ENV=production', async () => {
     await ledger(['users', 'create', '--email', 'prod@example.com']);
     const refused = await ledger(['token', '--email', 'prod@example.com'], { NODE_ENV: 'production', AI_PROVIDER: 'echo' });

