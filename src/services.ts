@@ -53,6 +53,8 @@ export async function openDatabase(config: Config, logger: Logger, options: { mi
   if (!url) {
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
+      // A terminal Ctrl-C reaches the service, which finishes in-flight requests, then stops the server.
+      detached: true,
       log: (message) => logger.debug({ component: 'embedded-postgres' }, message.trim()),
     });
     url = embedded.url;

@@ -18,7 +18,9 @@ const runChild = (signals: NodeJS.Signals[]) =>
       const first = stdout === '';
       stdout += chunk.toString();
       if (first && stdout.includes('ready')) {
-        signals.forEach((signal, index) => setTimeout(() => child.kill(signal), index * 100));
+        for (const [index, signal] of signals.entries()) {
+          setTimeout(() => child.kill(signal), index * 100);
+        }
       }
     });
     child.on('error', reject);

@@ -55,7 +55,7 @@ const canConnect = async (url: string): Promise<boolean> => {
 
 describe('embedded Postgres shared by several processes', () => {
   it('runs the server outside our process group, so a terminal Ctrl-C reaches only the service', async () => {
-    const first = await startEmbeddedPostgres({ dataDir });
+    const first = await startEmbeddedPostgres({ dataDir, detached: true });
     started.push(first);
     expect(first.owned).toBe(true);
     const pid = await postmasterPid();
@@ -68,7 +68,7 @@ describe('embedded Postgres shared by several processes', () => {
 
   it('the last process out stops it; one still in use by another process is left running', async () => {
     const [first] = started as [EmbeddedDatabase];
-    const second = await startEmbeddedPostgres({ dataDir });
+    const second = await startEmbeddedPostgres({ dataDir, detached: true });
     started.push(second);
     expect(second.owned).toBe(false);
     expect(second.url).toBe(first.url);
@@ -89,7 +89,7 @@ describe('embedded Postgres shared by several processes', () => {
     expect(await canConnect(second.url)).toBe(false);
 
     // And the next process starts it again on the same data.
-    const third = await startEmbeddedPostgres({ dataDir });
+    const third = await startEmbeddedPostgres({ dataDir, detached: true });
     started.push(third);
     expect(third.owned).toBe(true);
     expect(await canConnect(third.url)).toBe(true);

@@ -38,6 +38,13 @@ export interface EmbeddedOptions {
   readonly log?: (message: string) => void;
   /** Extra server settings as `-c` flags (the benchmark's statement statistics), for a server this process starts. */
   readonly settings?: Readonly<Record<string, string>>;
+  /**
+   * Start the server in a process group (session) of its own, so a terminal Ctrl-C reaches only this
+   * process, which then stops the server after its in-flight work (the service and the CLI). Default
+   * false (tests, benchmarks): the server shares this process's group, so whatever ends the group (a
+   * Ctrl-C on the test runner, a CI timeout) ends the server too and leaves no orphan behind.
+   */
+  readonly detached?: boolean;
 }
 
 const USER = 'ledger';
@@ -145,7 +152,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions): Promise<E
   for (let attempt = 1; ; attempt += 1) {
     const existing = await runningServer(pgData);
     if (existing === null) {
-      const started = await startServer({ pgData, dataDir, password, log, settings: options.settings });
+      const started = await startServer({ pgData, dataDir, password, log, settings: options.settings, detached: options.detached ?? false });
       if ('raced' in started) continue; // another process started it first: use theirs
       const url = urlFor(password, started.port, database);
       try {
@@ -246,13 +253,14 @@ interface StartInput {
   readonly password: string;
   readonly log: (message: string) => void;
   readonly settings: Readonly<Record<string, string>> | undefined;
+  readonly detached: boolean;
 }
 
 /**
- * Starts the server as a child of this process, but in a process group (session) of its own: a Ctrl-C
- * in a terminal signals the whole foreground group, and Postgres takes SIGINT as "fast shutdown", so it
- * would cut every in-flight request before the service could finish them. The owner stops it on
- * shutdown instead. Its log goes to `<dataDir>/postgres.log` rather than a pipe into this process, so it
+ * Starts the server as a child of this process; `detached`: in a process group (session) of its own,
+ * because a Ctrl-C in a terminal signals the whole foreground group, and Postgres takes SIGINT as "fast
+ * shutdown", so it would cut every in-flight request before the service could finish them (the owner
+ * stops it on shutdown instead). Its log goes to `<dataDir>/postgres.log` rather than a pipe into this process, so it
  * can outlive this process when others still use it.
  */
 async function startServer(input: StartInput): Promise<{ port: number; stop: () => Promise<void> } | { raced: true }> {
@@ -286,7 +294,7 @@ async function startServer(input: StartInput): Promise<{ port: number; stop: () 
         '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200',
         ...Object.entries(input.settings ?? {}).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
       ],
-      { detached: true, stdio: ['ignore', logHandle.fd, logHandle.fd], ...(isRoot ? await postgresUserIds() : {}) },
+      { detached: input.detached, stdio: ['ignore', logHandle.fd, logHandle.fd], ...(isRoot ? await postgresUserIds() : {}) },
     );
   } finally {
     await logHandle.close();
