@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_MODEL_PRICES } from './ledger/tiers.js';
 import { emailKey } from './membership/emails.js';
@@ -140,11 +141,29 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** proxy-addr's names for ranges (Fastify's trustProxy takes them too). */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** An address or CIDR range Fastify's trustProxy accepts (it would otherwise throw while the app is built). */
+const isProxyAddress = (part: string): boolean => {
+  if (PROXY_RANGE_NAMES.has(part)) return true;
+  const [address, prefix, ...rest] = part.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || rest.length > 0) return false;
+  if (prefix === undefined) return true;
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128);
+};
+
 const parseTrustProxy = (value: string | undefined): Config['trustProxy'] => {
   if (value === undefined || value === 'false') return false;
   if (value === 'true') return true;
   if (/^\d{1,2}$/.test(value)) return Number(value);
-  return value.split(',').map((part) => part.trim());
+  const parts = value.split(',').map((part) => part.trim());
+  const bad = parts.find((part) => !isProxyAddress(part));
+  if (bad !== undefined) {
+    throw new ConfigError(`invalid configuration: TRUST_PROXY must be true, false, a hop count or addresses/CIDR ranges of proxies (got ${JSON.stringify(bad)})`);
+  }
+  return parts;
 };
 
 /** Defaults a caller may choose when the environment is silent (e.g. the CLI logs only warnings). */

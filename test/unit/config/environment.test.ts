@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config.js';
+import { ConfigError, loadConfig } from '../../../src/config.js';
 
 /** API §11: configuration comes from the environment, and the only place that reads it is src/config.ts. */
 
@@ -26,5 +26,21 @@ describe('the environment (API §11)', () => {
     expect(loadConfig({ NODE_ENV: 'development' }).logLevel).toBe('info');
     expect(loadConfig({ NODE_ENV: 'development' }, { logLevel: 'warn' }).logLevel).toBe('warn');
     expect(loadConfig({ NODE_ENV: 'development', LOG_LEVEL: 'debug' }, { logLevel: 'warn' }).logLevel).toBe('debug');
+  });
+});
+
+describe('TRUST_PROXY', () => {
+  const trust = (value: string) => loadConfig({ NODE_ENV: 'development', TRUST_PROXY: value }).trustProxy;
+
+  it('takes true/false, a hop count, or addresses and CIDR ranges of trusted proxies', () => {
+    expect(trust('false')).toBe(false);
+    expect(trust('true')).toBe(true);
+    expect(trust('2')).toBe(2);
+    expect(trust('10.0.0.1, 10.1.0.0/16,::1,fd00::/8')).toEqual(['10.0.0.1', '10.1.0.0/16', '::1', 'fd00::/8']);
+  });
+
+  it.each(['banana', '10.0.0.1,', '10.0.0.0/33', '::1/129', '300.1.1.1', 'yes'])('refuses %j at boot, naming the variable', (value) => {
+    expect(() => trust(value)).toThrow(ConfigError);
+    expect(() => trust(value)).toThrow(/TRUST_PROXY/);
   });
 });
