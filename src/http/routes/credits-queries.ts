@@ -18,20 +18,28 @@ const EXPIRING_LIMIT = 20;
 
 const int8 = z.bigint().transform(Number);
 
-const accountRow = z.object({
-  balance: int8,
-  reserved: int8,
-  total_purchased: int8,
-  total_used: int8,
-  total_bonus: int8,
-  total_refunded: int8,
-  total_expired: int8,
-  updated_at: z.date(),
-  position_major: z.string(),
-  position_minor: z.string(),
+/**
+ * `GET /credits` in one statement, so the balance and the expiring lots come from one snapshot (two
+ * queries on two connections could straddle a projector batch). Both parts travel as JSON: numbers
+ * as numbers (balances are safe integers), instants as text.
+ */
+const creditsRow = z.object({
+  account: z
+    .object({
+      balance: z.number().int(),
+      reserved: z.number().int(),
+      total_purchased: z.number().int(),
+      total_used: z.number().int(),
+      total_bonus: z.number().int(),
+      total_refunded: z.number().int(),
+      total_expired: z.number().int(),
+      updated_at: z.string(),
+      position_major: z.string(),
+      position_minor: z.string(),
+    })
+    .nullable(),
+  expiring: z.array(z.object({ lot_id: z.string(), remaining: z.number().int(), expires_at: z.string() })),
 });
-
-const lotRow = z.object({ lot_id: z.string(), remaining: int8, expires_at: z.date() });
 
 const transactionRow = z.object({
   id: z.string(),
@@ -101,17 +109,17 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
     async (request) => {
       const userId = principalOf(request).userId;
       await awaitProjections(app, ['credits'], request.query.min_position);
-      const [account, lots] = await Promise.all([
-        deps.pool.maybeOne(sql.type(accountRow)`
-          select balance, reserved, total_purchased, total_used, total_bonus, total_refunded, total_expired, updated_at,
-            last_position_major::text as position_major, last_position_minor::text as position_minor
-          from user_credits where user_id = ${userId}`),
-        deps.pool.any(sql.type(lotRow)`
-          select lot_id, remaining, expires_at from credit_lots
-          where user_id = ${userId} and remaining > 0 and expires_at is not null
-          order by expires_at, lot_id
-          limit ${EXPIRING_LIMIT}`),
-      ]);
+      const { account, expiring } = await deps.pool.one(sql.type(creditsRow)`
+        select
+          (select to_json(a) from (
+             select balance, reserved, total_purchased, total_used, total_bonus, total_refunded, total_expired, updated_at,
+               last_position_major::text as position_major, last_position_minor::text as position_minor
+             from user_credits where user_id = ${userId}) a) as account,
+          coalesce((select json_agg(l order by l.expires_at, l.lot_id) from (
+             select lot_id, remaining, expires_at from credit_lots
+             where user_id = ${userId} and remaining > 0 and expires_at is not null
+             order by expires_at, lot_id
+             limit ${EXPIRING_LIMIT}) l), '[]'::json) as expiring`);
       const balance = account?.balance ?? 0;
       const reserved = account?.reserved ?? 0;
       return {
@@ -124,8 +132,8 @@ export const creditsQueryRoutes: FastifyPluginAsyncZod = async (app) => {
         total_bonus: account?.total_bonus ?? 0,
         total_refunded: account?.total_refunded ?? 0,
         total_expired: account?.total_expired ?? 0,
-        expiring: lots.map((lot) => ({ lot_id: lot.lot_id, amount: lot.remaining, expires_at: lot.expires_at.toISOString() })),
-        updated_at: account ? account.updated_at.toISOString() : null,
+        expiring: expiring.map((lot) => ({ lot_id: lot.lot_id, amount: lot.remaining, expires_at: new Date(lot.expires_at).toISOString() })),
+        updated_at: account ? new Date(account.updated_at).toISOString() : null,
         position: account ? formatPosition({ major: BigInt(account.position_major), minor: BigInt(account.position_minor) }) : null,
       };
     },
