@@ -16,12 +16,12 @@ import type { Logger } from 'pino';
 import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { type DatabasePool, sql } from '../src/adapters/postgres/pool.js';
-import { comparePositions, type EventStore, formatPosition, type Position, type RecordedEvent } from '../src/core/event-store.js';
+import { comparePositions, type EventStore, eventBytes, formatPosition, type Position, type RecordedEvent } from '../src/core/event-store.js';
 import { applyEvents, type ProjectionDefinition, positionParts, schemaOf } from './definition.js';
 import { createLagMeter } from './lag.js';
 import { REBUILD_LOCK_CLASS } from './leader.js';
 import { CHECKPOINT_CHANNEL, loadAllCheckpoints } from './store.js';
-import { ProjectionWorker, type WorkerHooks } from './worker.js';
+import { DEFAULT_BATCH_BYTES, ProjectionWorker, type WorkerHooks } from './worker.js';
 
 export interface RebuildProgress {
   readonly name: string;
@@ -40,6 +40,8 @@ export interface RebuildOptions {
   readonly logger: Logger;
   readonly definition: ProjectionDefinition;
   readonly batchSize?: number;
+  /** See WorkerOptions.batchBytes; also bounds the chunks the switch applies. */
+  readonly batchBytes?: number;
   /** Switch once the replay is this close to the head (the rest is applied inside the switch). */
   readonly switchWithinEvents?: number;
   readonly hooks?: WorkerHooks;
@@ -114,6 +116,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
 
     const lag = createLagMeter({ eventStore, pool });
     const batchSize = options.batchSize ?? 2000;
+    const batchBytes = options.batchBytes ?? DEFAULT_BATCH_BYTES;
     const switchWithin = options.switchWithinEvents ?? batchSize;
     let processed = 0;
     let remaining = 0;
@@ -145,6 +148,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
       logger,
       signal: stop.signal,
       batchSize,
+      batchBytes,
       ...(options.hooks ? { hooks: options.hooks } : {}),
       idleMs: 100,
       onCommit: (batch) => {
@@ -164,7 +168,7 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
         remaining = currentHead ? await lag.countBetween(position, currentHead) : 0;
         options.onProgress?.(progress(position));
         if (remaining > switchWithin) return false;
-        const result = await switchTo(options, generation, position, batchSize);
+        const result = await switchTo(options, generation, position, batchSize, batchBytes);
         previousGeneration = result.previous;
         finalPosition = result.position;
         processed += result.applied;
@@ -218,6 +222,7 @@ async function switchTo(
   generation: number,
   replayed: Position | null,
   batchSize: number,
+  batchBytes: number,
 ): Promise<{ previous: number; position: Position | null; applied: number }> {
   const { pool, eventStore, definition } = options;
   const name = definition.name;
@@ -245,8 +250,16 @@ async function switchTo(
     let applied = 0;
     if (served !== null && (position === null || comparePositions(position, served) < 0)) {
       const events = await readOutside(position, served);
-      for (let start = 0; start < events.length; start += batchSize) {
-        const chunk = events.slice(start, start + batchSize);
+      for (let start = 0; start < events.length; ) {
+        // Chunks as the worker's batches: up to batchSize events and batchBytes, at least one event.
+        let end = start + 1;
+        let bytes = eventBytes(events[start] as RecordedEvent);
+        while (end < events.length && end - start < batchSize && bytes + eventBytes(events[end] as RecordedEvent) <= batchBytes) {
+          bytes += eventBytes(events[end] as RecordedEvent);
+          end++;
+        }
+        const chunk = events.slice(start, end);
+        start = end;
         await applyEvents(tx, definition, schemaOf(name, generation), chunk);
         applied += chunk.length;
         position = (chunk[chunk.length - 1] as RecordedEvent).position;

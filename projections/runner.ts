@@ -15,7 +15,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { DatabasePool } from '../src/adapters/postgres/pool.js';
 import { comparePositions, type EventStore, type Position, type RecordedEvent } from '../src/core/event-store.js';
 import type { ProjectionDefinition } from './definition.js';
-import { SharedFeed } from './feed.js';
+import { type FeedLimits, SharedFeed } from './feed.js';
 import { PROJECTIONS } from './index.js';
 import { LeaderLock } from './leader.js';
 import { activeGeneration, loadActiveCheckpoints, loadCheckpoint, resetFailed } from './store.js';
@@ -32,6 +32,10 @@ export interface ProjectorOptions {
   /** How often the leader checks its lock connection. */
   readonly heartbeatMs?: number;
   readonly batchSize?: number;
+  /** See WorkerOptions.batchBytes. */
+  readonly batchBytes?: number;
+  /** How far (events, bytes) the fastest projection may read ahead of the slowest (the shared feed's window). */
+  readonly feedLimits?: FeedLimits;
   readonly maxAttempts?: number;
   readonly backoffMs?: { readonly initial: number; readonly max: number };
   readonly hooks?: WorkerHooks;
@@ -205,7 +209,7 @@ export class ProjectorRunner {
     try {
       feeds.current = await this.openFeed();
       const source = (from: Position | null, signal: AbortSignal) => {
-        if (feeds.current?.alive === false) feeds.current = new SharedFeed(this.options.eventStore, from);
+        if (feeds.current?.alive === false) feeds.current = new SharedFeed(this.options.eventStore, from, this.options.feedLimits);
         return feeds.current?.branch(from, signal) ?? null;
       };
       await Promise.all(this.projections.map((definition) => this.supervise(definition, leadership.signal, source)));
@@ -246,7 +250,7 @@ export class ProjectorRunner {
           start = checkpoint.position;
         }
       }
-      return new SharedFeed(this.options.eventStore, start ?? null);
+      return new SharedFeed(this.options.eventStore, start ?? null, this.options.feedLimits);
     } catch (error) {
       this.options.logger.warn({ err: error }, 'projector: cannot read the checkpoints; projections subscribe on their own');
       return null;
@@ -301,6 +305,7 @@ export class ProjectorRunner {
         logger,
         signal,
         ...(this.options.batchSize !== undefined ? { batchSize: this.options.batchSize } : {}),
+        ...(this.options.batchBytes !== undefined ? { batchBytes: this.options.batchBytes } : {}),
         ...(this.options.maxAttempts !== undefined ? { maxAttempts: this.options.maxAttempts } : {}),
         ...(this.options.backoffMs !== undefined ? { backoffMs: this.options.backoffMs } : {}),
         ...(this.options.hooks !== undefined ? { hooks: this.options.hooks } : {}),

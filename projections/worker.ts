@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { DatabasePool } from '../src/adapters/postgres/pool.js';
-import type { EventStore, Position, RecordedEvent } from '../src/core/event-store.js';
+import { type EventStore, eventBytes, type Position, type RecordedEvent } from '../src/core/event-store.js';
 import { FENCED_SQLSTATE, PoisonEventError, type ProjectionDefinition, schemaOf } from './definition.js';
 import { batchStatement, type CheckpointStatus, loadCheckpoint, markFailed } from './store.js';
 
@@ -32,6 +32,14 @@ export interface WorkerOptions {
   readonly logger: Logger;
   readonly signal: AbortSignal;
   readonly batchSize?: number;
+  /**
+   * Bytes (events' size hints) a batch stops at, unless that leaves it empty: one event larger than
+   * this is a batch of its own. The worker buffers up to 4 batches' worth, in events and in bytes.
+   * Default 8 MiB: 2,000 ledger events stay under it (count-bound as before), while 1 MiB log batches
+   * go 8 at a time, not 2,000 (gigabytes in memory, and one statement's parameters beyond V8's
+   * longest string).
+   */
+  readonly batchBytes?: number;
   /** Attempts of a batch that fails with a non-transient error before it is narrowed down / declared poison. */
   readonly maxAttempts?: number;
   readonly backoffMs?: { readonly initial: number; readonly max: number };
@@ -104,13 +112,18 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     signal.addEventListener('abort', onAbort, { once: true });
   });
 
+export const DEFAULT_BATCH_BYTES = 8 * 1024 * 1024;
+
 /**
  * Buffers a subscription so the applier can take "everything delivered so far" as one batch while the
- * subscription keeps reading (catch-up reads overlap with writes). Bounded: the pump waits when full.
+ * subscription keeps reading (catch-up reads overlap with writes). Bounded in events and in bytes
+ * (events' size hints): the pump waits when either is reached, after taking at least one event.
  */
 export class EventBuffer {
   private readonly items: RecordedEvent[] = [];
   private head = 0;
+  /** Bytes of the buffered events (from `head`). */
+  private bytes = 0;
   private done = false;
   private failure: unknown = null;
   private wakeTaker: (() => void) | null = null;
@@ -119,6 +132,7 @@ export class EventBuffer {
   constructor(
     source: AsyncIterable<RecordedEvent>,
     private readonly highWater: number,
+    private readonly highWaterBytes = Number.POSITIVE_INFINITY,
   ) {
     void this.pump(source);
   }
@@ -127,12 +141,17 @@ export class EventBuffer {
     return this.items.length - this.head;
   }
 
+  private get full(): boolean {
+    return this.size >= this.highWater || this.bytes >= this.highWaterBytes;
+  }
+
   private async pump(source: AsyncIterable<RecordedEvent>): Promise<void> {
     try {
       for await (const event of source) {
         this.items.push(event);
+        this.bytes += eventBytes(event);
         this.wakeTaker?.();
-        if (this.size >= this.highWater) await new Promise<void>((resolve) => (this.wakePump = resolve));
+        if (this.full) await new Promise<void>((resolve) => (this.wakePump = resolve));
         if (this.done) break;
       }
     } catch (error) {
@@ -143,8 +162,11 @@ export class EventBuffer {
     }
   }
 
-  /** Up to `max` buffered events; waits up to `idleMs` when none are; [] after an idle wait. */
-  async take(max: number, idleMs: number): Promise<RecordedEvent[]> {
+  /**
+   * Up to `max` buffered events, and no more than `maxBytes` of them unless that is one event; waits up
+   * to `idleMs` when none are buffered; [] after an idle wait.
+   */
+  async take(max: number, idleMs: number, maxBytes = Number.POSITIVE_INFINITY): Promise<RecordedEvent[]> {
     if (this.size === 0 && !this.done) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, idleMs);
@@ -156,14 +178,22 @@ export class EventBuffer {
       this.wakeTaker = null;
     }
     if (this.size > 0) {
-      const end = Math.min(this.items.length, this.head + max);
+      const last = Math.min(this.items.length, this.head + max);
+      let end = this.head + 1;
+      let bytes = eventBytes(this.items[this.head] as RecordedEvent);
+      for (; end < last; end++) {
+        const next = eventBytes(this.items[end] as RecordedEvent);
+        if (bytes + next > maxBytes) break;
+        bytes += next;
+      }
       const batch = this.items.slice(this.head, end);
       this.head = end;
+      this.bytes -= bytes;
       if (this.head > 4096 && this.head * 2 > this.items.length) {
         this.items.splice(0, this.head);
         this.head = 0;
       }
-      if (this.size < this.highWater && this.wakePump) {
+      if (!this.full && this.wakePump) {
         const wake = this.wakePump;
         this.wakePump = null;
         wake();
@@ -183,6 +213,7 @@ export class EventBuffer {
 
 export class ProjectionWorker {
   private readonly batchSize: number;
+  private readonly batchBytes: number;
   private readonly maxAttempts: number;
   private readonly backoff: { initial: number; max: number };
   private readonly idleMs: number;
@@ -190,6 +221,7 @@ export class ProjectionWorker {
 
   constructor(private readonly options: WorkerOptions) {
     this.batchSize = options.batchSize ?? 2000;
+    this.batchBytes = options.batchBytes ?? DEFAULT_BATCH_BYTES;
     this.maxAttempts = options.maxAttempts ?? 5;
     this.backoff = { initial: options.backoffMs?.initial ?? 100, max: options.backoffMs?.max ?? 5000 };
     this.idleMs = options.idleMs ?? 500;
@@ -249,13 +281,13 @@ export class ProjectionWorker {
     const source =
       this.options.source?.(start, subscription.signal) ??
       eventStore.subscribeToAll({ ...(start ? { fromPosition: start } : {}), signal: subscription.signal });
-    const buffer = new EventBuffer(source, this.batchSize * 4);
+    const buffer = new EventBuffer(source, this.batchSize * 4, this.batchBytes * 4);
     let position = start;
     try {
       while (!signal.aborted) {
         let batch: RecordedEvent[];
         try {
-          batch = await buffer.take(this.batchSize, this.idleMs);
+          batch = await buffer.take(this.batchSize, this.idleMs, this.batchBytes);
         } catch (error) {
           if (signal.aborted) break;
           return { kind: 'resubscribe', error };

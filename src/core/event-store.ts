@@ -39,7 +39,19 @@ export interface RecordedEvent {
   readonly data: JsonObject;
   readonly metadata: JsonObject;
   readonly recordedAt: Date;
+  /**
+   * About how large `data` + `metadata` are as JSON text (UTF-16 code units, bytes for ASCII), when the
+   * adapter learns it for free while decoding: a hint for memory bounds (the projector's shared feed
+   * and buffers), never exact and never part of the event. Absent: count it as DEFAULT_EVENT_BYTES.
+   */
+  readonly sizeHint?: number;
 }
+
+/** What an event without a `sizeHint` counts as: more than a typical ledger event, far less than a log batch. */
+export const DEFAULT_EVENT_BYTES = 1024;
+
+/** The bytes an event counts for in memory bounds. */
+export const eventBytes = (event: RecordedEvent): number => event.sizeHint ?? DEFAULT_EVENT_BYTES;
 
 export interface AppendResult {
   readonly nextExpectedRevision: bigint;

@@ -245,7 +245,12 @@ describe('EventStoreDB adapter reads', () => {
       data: { amount: 12, lots: [{ id: 'a', credits: 3 }] },
       metadata: { commandId: 'c-1' },
       recordedAt: CREATED_AT,
+      sizeHint: expect.any(Number),
     });
+    // About the JSON text's length (estimated from the parsed values: the client keeps no byte lengths).
+    const compact = JSON.stringify(read?.data).length + JSON.stringify(read?.metadata).length;
+    expect(read?.sizeHint).toBeGreaterThanOrEqual(compact);
+    expect(read?.sizeHint).toBeLessThanOrEqual(2 * compact);
   });
 
   it('reads metadata that was not given as an empty object', async () => {

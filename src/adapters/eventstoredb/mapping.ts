@@ -73,6 +73,32 @@ export class UnreadableEventError extends Error {
 }
 
 /**
+ * About the length of `root` as JSON text, without building that text. The client hands over parsed
+ * values only (the byte lengths it decoded are gone), so this walks them once: strings and keys by their
+ * length, everything else by a few characters. Iterative: hostile nesting cannot overflow the stack.
+ */
+export const approximateJsonLength = (root: unknown): number => {
+  let total = 0;
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const value = stack.pop();
+    if (typeof value === 'string') total += value.length + 3;
+    else if (typeof value !== 'object' || value === null) total += 8;
+    else if (Array.isArray(value)) {
+      total += 2;
+      for (const item of value) stack.push(item);
+    } else {
+      total += 2;
+      for (const key in value) {
+        total += key.length + 4;
+        stack.push((value as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  return total;
+};
+
+/**
  * A read or subscribed event as the port's RecordedEvent. Everything this service writes is a JSON
  * object with optional JSON-object metadata; anything else came from another writer and is refused
  * rather than guessed at.
@@ -100,5 +126,6 @@ export const toRecordedEvent = (resolved: ResolvedEvent | AllStreamResolvedEvent
     data: event.data,
     metadata,
     recordedAt: event.created,
+    sizeHint: approximateJsonLength(event.data) + approximateJsonLength(metadata),
   };
 };
