@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sql } from '../../src/adapters/postgres/pool.js';
 import { DEFAULT_TIERS, tierTable } from '../../src/ledger/tiers.js';
-import { createWorkspace } from '../../src/membership/workspace.js';
+import { createWorkspace, MAX_DEFINITION_DEPTH } from '../../src/membership/workspace.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { problemOf } from '../support/ledger-http.js';
 
@@ -24,6 +24,7 @@ const call = (t: TestApp, token: string, method: Method, url: string, body?: unk
   });
 
 const forgedCursor = (at: string) => Buffer.from(JSON.stringify([at, randomUUID()])).toString('base64url');
+const nestedArrays = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
 const expectValidationFailed = (response: LightMyRequestResponse) => {
   expect(response.statusCode, response.body).toBe(400);
   expect(problemOf(response).code).toBe('validation_failed');
@@ -60,6 +61,31 @@ describe('workspace attacks (default tiers)', () => {
     const stolen = await call(t, other.token, 'GET', `/flows?cursor=${page.next_cursor}`);
     expect(stolen.statusCode).toBe(200);
     expect(stolen.json()).toEqual({ items: [], next_cursor: null });
+  });
+
+  it.each([
+    ['POST /flows', 'POST', '/flows'],
+    ['POST /components', 'POST', '/components'],
+  ] as const)('%s: a definition nested deeper than the limit → 400 validation_failed, not 500', async (_label, method, url) => {
+    const { token } = await t.signIn();
+    for (const depth of [MAX_DEFINITION_DEPTH + 1, 5_000, 30_000]) {
+      const response = await call(t, token, method, url, `{"name":"deep","definition":{"a":${nestedArrays(depth - 1)}}}`);
+      expectValidationFailed(response);
+      expect(problemOf(response).errors?.[0]?.path).toBe('definition');
+    }
+    const objects = await call(t, token, method, url, `{"name":"deep","definition":${'{"a":'.repeat(6_000)}1${'}'.repeat(6_000)}}`);
+    expectValidationFailed(objects);
+    // At the limit it is stored and read back as sent.
+    const atLimit = await call(t, token, method, url, `{"name":"deep","definition":{"a":${nestedArrays(MAX_DEFINITION_DEPTH - 1)}}}`);
+    expect(atLimit.statusCode, atLimit.body).toBe(201);
+    expect(atLimit.json().size_bytes).toBe(6 + 2 * (MAX_DEFINITION_DEPTH - 1));
+  });
+
+  it('PUT /flows/:id with a too-deep definition → 400 and the flow is unchanged', async () => {
+    const { token } = await t.signIn();
+    const created = (await call(t, token, 'POST', '/flows', { name: 'Keep', definition: { a: 1 } })).json();
+    expectValidationFailed(await call(t, token, 'PUT', `/flows/${created.id}`, `{"name":"deep","definition":{"a":${nestedArrays(20_000)}}}`));
+    expect((await call(t, token, 'GET', `/flows/${created.id}`)).json()).toEqual(created);
   });
 
   it('size_bytes counts UTF-8 bytes of the stored JSON (multi-byte text, escapes, nesting) and GET /usage sums both tables', async () => {
