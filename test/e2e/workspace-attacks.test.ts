@@ -3,10 +3,12 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { sql } from '../../src/adapters/postgres/pool.js';
+import type { AiProvider } from '../../src/adapters/ai/index.js';
+import { createAiGeneration } from '../../src/http/ai-generation.js';
 import { DEFAULT_TIERS, tierTable } from '../../src/ledger/tiers.js';
 import { createWorkspace, MAX_DEFINITION_DEPTH } from '../../src/membership/workspace.js';
 import { createTestApp, type TestApp } from '../support/app.js';
-import { problemOf } from '../support/ledger-http.js';
+import { fund, problemOf, storedBalance } from '../support/ledger-http.js';
 
 /**
  * Attacks on the workspace (flows, components, AI components, plan limits, GET /usage): forged
@@ -189,5 +191,75 @@ describe('storage shared by flows and components under a small plan', () => {
     const stored = await t.db.pool.oneFirst(sql.type(z.object({ bytes: z.number() }))`
       select ((select coalesce(sum(size_bytes), 0) from flows) + (select coalesce(sum(size_bytes), 0) from components))::float8 as bytes`);
     expect(Number(stored)).toBeLessThanOrEqual(1024 * 1024);
+  });
+});
+
+describe('POST /components/ai-generate when the provider answers something awkward', () => {
+  let t: TestApp;
+  const answer = { text: '' };
+  const provider: AiProvider = { name: 'openai', complete: async () => ({ response: answer.text }) };
+  beforeAll(async () => {
+    t = await createTestApp({
+      overrideDeps: (deps, db) => {
+        const aiGeneration = createAiGeneration({
+          accounts: deps.ledger,
+          provider,
+          modelPrices: deps.config.modelPrices,
+          pool: db.pool,
+          clock: deps.clock,
+          logger: deps.logger,
+        });
+        return { aiGeneration, aiGenerationService: aiGeneration };
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it.each([
+    ['JSON nested far too deep', `{"kind":"x","config":${nestedArrays(20_000)}}`, (definition: Record<string, unknown>) => expect(definition.spec).toBeNull()],
+    ['text with U+0000', 'before\u0000after', (definition: Record<string, unknown>) => expect(definition.text).toBe('before\uFFFDafter')],
+    ['text with a lone surrogate', 'half \uD83D pair', (definition: Record<string, unknown>) => expect(definition.text).toBe('half \uFFFD pair')],
+    ['JSON with U+0000 written as an escape', '{"kind":"x","config":{"label":"a\\u0000b"}}', (definition: Record<string, unknown>) =>
+      expect(definition).toMatchObject({ spec: null, text: '{"kind":"x","config":{"label":"a\\u0000b"}}' })],
+    ['JSON with an escaped key', '{"kind":"x","config":{"a\\"b":1}}', (definition: Record<string, unknown>) =>
+      expect(definition).toMatchObject({ spec: null, text: '{"kind":"x","config":{"a\\"b":1}}' })],
+    ['a storable JSON object', '{"kind":"x","config":{"label":"é😀"}}', (definition: Record<string, unknown>) =>
+      expect(definition).toMatchObject({ spec: { kind: 'x', config: { label: 'é😀' } }, text: null })],
+  ] as const)('%s: charged once, stored, never a 5xx (with and without Idempotency-Key)', async (_label, text, check) => {
+    const { token, userId } = await t.signIn();
+    await fund(t, userId, 10, { tier: 'pro' });
+    answer.text = text;
+    const plain = await call(t, token, 'POST', '/components/ai-generate', { prompt: 'a widget' });
+    expect(plain.statusCode, plain.body).toBe(201);
+    check(plain.json().component.definition);
+    expect(plain.json()).toMatchObject({ credits_used: 1, balance_remaining: 9 });
+
+    const headers = { 'idempotency-key': randomUUID() };
+    const first = await call(t, token, 'POST', '/components/ai-generate', { prompt: 'a widget' }, headers);
+    expect(first.statusCode, first.body).toBe(201);
+    const replay = await call(t, token, 'POST', '/components/ai-generate', { prompt: 'a widget' }, headers);
+    expect(replay.statusCode, replay.body).toBe(201);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.json()).toEqual(first.json());
+    expect(await storedBalance(t, userId)).toEqual({ balance: 8, reserved: 0 });
+    const list = (await call(t, token, 'GET', '/components')).json();
+    expect(list.items).toHaveLength(2);
+    for (const item of list.items) check(item.definition);
+  });
+
+  it('POST /ai/generate with an Idempotency-Key and an answer holding U+0000: 200, the same text on replay, charged once', async () => {
+    const { token, userId } = await t.signIn();
+    await fund(t, userId, 10);
+    answer.text = 'a\u0000b \uDC00';
+    const headers = { 'idempotency-key': randomUUID() };
+    const first = await call(t, token, 'POST', '/ai/generate', { model: 'gpt-3.5-turbo', prompt: 'hi' }, headers);
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json().result.response).toBe('a\uFFFDb \uFFFD');
+    const replay = await call(t, token, 'POST', '/ai/generate', { model: 'gpt-3.5-turbo', prompt: 'hi' }, headers);
+    expect(replay.statusCode).toBe(200);
+    expect(replay.json()).toEqual(first.json());
+    expect(await storedBalance(t, userId)).toEqual({ balance: 9, reserved: 0 });
   });
 });
