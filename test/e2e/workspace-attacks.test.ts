@@ -6,7 +6,7 @@ import { sql } from '../../src/adapters/postgres/pool.js';
 import type { AiProvider } from '../../src/adapters/ai/index.js';
 import { createAiGeneration } from '../../src/http/ai-generation.js';
 import { DEFAULT_TIERS, tierTable } from '../../src/ledger/tiers.js';
-import { createWorkspace, MAX_DEFINITION_DEPTH } from '../../src/membership/workspace.js';
+import { createWorkspace, MAX_DEFINITION_DEPTH, type Workspace } from '../../src/membership/workspace.js';
 import { createTestApp, type TestApp } from '../support/app.js';
 import { fund, problemOf, storedBalance } from '../support/ledger-http.js';
 
@@ -260,6 +260,58 @@ describe('POST /components/ai-generate when the provider answers something awkwa
     const replay = await call(t, token, 'POST', '/ai/generate', { model: 'gpt-3.5-turbo', prompt: 'hi' }, headers);
     expect(replay.statusCode).toBe(200);
     expect(replay.json()).toEqual(first.json());
+    expect(await storedBalance(t, userId)).toEqual({ balance: 9, reserved: 0 });
+  });
+});
+
+describe('POST /components/ai-generate: a replay that overtakes the first request', () => {
+  let t: TestApp;
+  // Holds the first request between its settle and storing its component, so a replay can overtake it.
+  const hold = { armed: false, reached: () => {}, release: () => {} };
+  beforeAll(async () => {
+    t = await createTestApp({
+      overrideDeps: (deps, db) => {
+        const inner = createWorkspace(db.pool, { tiers: deps.catalog.tiers });
+        const workspace: Workspace = {
+          ...inner,
+          async createComponent(ownerId, tier, content, now) {
+            if (hold.armed && content.freshUseOfKey === true) {
+              hold.armed = false;
+              hold.reached();
+              await new Promise<void>((resolve) => {
+                hold.release = resolve;
+              });
+            }
+            return inner.createComponent(ownerId, tier, content, now);
+          },
+        };
+        return { workspace };
+      },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('both answer the same component, stored once and charged once', async () => {
+    const { token, userId } = await t.signIn();
+    await fund(t, userId, 10, { tier: 'pro' });
+    const headers = { 'idempotency-key': randomUUID() };
+    const atHold = new Promise<void>((resolve) => {
+      hold.reached = resolve;
+    });
+    hold.armed = true;
+    const first = call(t, token, 'POST', '/components/ai-generate', { prompt: 'a knob' }, headers);
+    await atHold;
+    const replay = await call(t, token, 'POST', '/components/ai-generate', { prompt: 'a knob' }, headers);
+    hold.release();
+    const original = await first;
+    expect(original.statusCode, original.body).toBe(201);
+    expect(replay.statusCode, replay.body).toBe(201);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(replay.json()).toEqual(original.json());
+    const items = (await call(t, token, 'GET', '/components')).json().items;
+    expect(items.map((item: { id: string }) => item.id)).toEqual([original.json().component.id]);
     expect(await storedBalance(t, userId)).toEqual({ balance: 9, reserved: 0 });
   });
 });
