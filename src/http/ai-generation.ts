@@ -12,6 +12,7 @@ import type { AiGeneration, AiGenerationInput, AiGenerationResult } from '../mem
 import { derivedKey, REPLAYED_HEADER, requestHash } from './idempotency.js';
 import { balanceAfter, eventOf, runAccountCommand } from './ledger.js';
 import { ApiError, type ProblemCode } from './problem.js';
+import { toStorableText } from './storable-text.js';
 
 /**
  * A charged AI generation (API §7), shared by `POST /ai/generate` and `POST /components/ai-generate`:
@@ -205,7 +206,9 @@ export function createAiGeneration(options: {
       // 2. Call the provider.
       let response: string;
       try {
-        ({ response } = await provider.complete({ model: input.model, prompt: input.prompt, maxTokens: input.maxTokens }));
+        // Storable as answered: the text is kept for replays (and in AI components), so the first answer
+        // and every replay are the same text.
+        response = toStorableText((await provider.complete({ model: input.model, prompt: input.prompt, maxTokens: input.maxTokens })).response);
       } catch (error) {
         log.warn({ err: error, model: input.model, provider: provider.name }, 'ai: provider failed');
         const detail = error instanceof AiProviderError ? error.detail : 'the AI provider failed';

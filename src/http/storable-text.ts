@@ -14,6 +14,12 @@ export const mayHoldUnstorableText = (json: string): boolean => MAY_HOLD.test(js
 
 export const isStorableText = (text: string): boolean => !text.includes('\u0000') && text.isWellFormed();
 
+/**
+ * Text from outside that is not a request (an AI provider's answer) made storable: U+0000 and lone
+ * surrogates become U+FFFD. Refusing it is not an option once it has been paid for.
+ */
+export const toStorableText = (text: string): string => (isStorableText(text) ? text : text.replaceAll('\u0000', '\uFFFD').toWellFormed());
+
 /** Whether a parsed JSON value has unstorable text in a string or an object key. */
 export function hasUnstorableText(value: unknown): boolean {
   if (typeof value === 'string') return !isStorableText(value);

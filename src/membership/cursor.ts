@@ -27,6 +27,9 @@ export const decodeCursor = (text: string): KeysetCursor | null => {
   if (typeof at !== 'string' || typeof id !== 'string' || !isUuid(id)) return null;
   const createdAt = new Date(at);
   if (Number.isNaN(createdAt.getTime()) || createdAt.toISOString() !== at) return null;
+  // Only years 1–9999 (the plain `YYYY-` form): every issued cursor holds a row's real timestamp, and
+  // Postgres refuses year 0 and the extended `±YYYYYY` form that toISOString gives outside that range.
+  if (!/^(?!0000)\d{4}-/.test(at)) return null;
   return { createdAt, id };
 };
 

@@ -3,6 +3,7 @@ import type { CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { type DatabasePool, sql } from '../adapters/postgres/pool.js';
 import type { JsonObject } from '../core/event-store.js';
+import { IDEMPOTENCY_RETENTION_MS } from '../ledger/state.js';
 import { DEFAULT_TIER_TABLE, type TierName, type TierTable } from '../ledger/tiers.js';
 import { type KeysetCursor, type Page, pageOf } from './cursor.js';
 import { checkCount, checkStorage, type PlanLimitReached, type PlanLimits } from './tier-gates.js';
@@ -72,8 +73,9 @@ export interface Workspace {
       source: ComponentSource;
       idempotencyKey?: string | undefined;
       /**
-       * The generation was charged afresh under `idempotencyKey` (not replayed): the key's earlier use
-       * has expired, so this is a new component, and one stored under the key before gives the key up.
+       * The generation was charged afresh under `idempotencyKey` (not replayed): a component stored
+       * under the key by its earlier, expired use gives the key up; one stored by a replay of this same
+       * generation (which overtook it) is returned instead of storing another.
        */
       freshUseOfKey?: boolean | undefined;
     },
@@ -81,6 +83,25 @@ export interface Workspace {
   ): Promise<Written<ComponentRow>>;
   deleteComponent(ownerId: string, id: string): Promise<boolean>;
 }
+
+/**
+ * How deep a definition may nest (objects and arrays). Far beyond any real flow, and well short of
+ * where serialising it (JSON.stringify, Postgres' jsonb input) would run out of stack and fail a write
+ * after validation.
+ */
+export const MAX_DEFINITION_DEPTH = 1000;
+
+/** Whether a parsed JSON value nests at most `max` objects/arrays deep; walked without recursion. */
+export const nestsWithin = (value: unknown, max: number): boolean => {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth + 1 > max) return false;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return true;
+};
 
 /** Storage counted for a definition: the UTF-8 size of its JSON text. */
 export const definitionSize = (definition: JsonObject): number => Buffer.byteLength(JSON.stringify(definition));
@@ -199,13 +220,15 @@ export function createWorkspace(pool: DatabasePool, options: { tiers?: TierTable
     createComponent: (ownerId, tier, { name, definition, source, idempotencyKey, freshUseOfKey }, now) =>
       pool.transaction(async (tx): Promise<Written<ComponentRow>> => {
         await lockOwner(tx, ownerId);
-        if (idempotencyKey !== undefined && freshUseOfKey === true) {
-          await tx.query(sql.unsafe`
-            update components set idempotency_key = null where owner_id = ${ownerId} and idempotency_key = ${idempotencyKey}`);
-        } else if (idempotencyKey !== undefined) {
+        if (idempotencyKey !== undefined) {
           const existing = await tx.maybeOne(sql.type(componentRow)`
             select ${componentColumns} from components where owner_id = ${ownerId} and idempotency_key = ${idempotencyKey}`);
-          if (existing) return { ok: true, value: existing };
+          // A fresh charge gives the key up only from a component of an earlier use (over 24 h ago, so
+          // at least 23 h old: a generation settles within its reservation, at most 1 h). A younger one
+          // was stored by a replay of this very generation that overtook it: that one is the answer.
+          const earlierUse = freshUseOfKey === true && existing !== null && existing.created_at.getTime() < now.getTime() - IDEMPOTENCY_RETENTION_MS / 2;
+          if (existing && !earlierUse) return { ok: true, value: existing };
+          if (existing) await tx.query(sql.unsafe`update components set idempotency_key = null where id = ${existing.id}`);
         }
         const size = definitionSize(definition);
         // An AI component has been paid for by the time it is stored: its limits were checked before

@@ -2,11 +2,13 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { JsonObject } from '../../core/event-store.js';
 import { BUILTIN_COMPONENTS } from '../../membership/builtin-components.js';
-import type { ComponentRow } from '../../membership/workspace.js';
+import { type ComponentRow, MAX_DEFINITION_DEPTH, nestsWithin } from '../../membership/workspace.js';
 import { idempotencyKeyOf, REPLAYED_HEADER } from '../idempotency.js';
+import { hasEscapedKey } from '../json-keys.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
 import { bearerSecurity, errorResponses, iso, isoDate } from '../schemas.js';
+import { hasUnstorableText } from '../storable-text.js';
 import { definitionSchema, idParams, nameSchema, pageQuery, planLimitError, requireTier, tierOf } from './flows.js';
 
 /**
@@ -58,12 +60,24 @@ const notFound = () => new ApiError('not_found', 'No such component.');
 const componentPrompt = (prompt: string) =>
   `Design a reusable flow component. Answer with one JSON object with the keys "kind", "inputs", "outputs" and "config".\n\nRequest: ${prompt}`;
 
-/** The generated text as a definition: its JSON object when it is one, else kept as text. */
+/**
+ * The generated text as a definition: its JSON object when it is one that can be stored as it reads
+ * (the rules a request's definition obeys: no escaped keys, no U+0000 or lone surrogates, not nested
+ * too deep), else kept as text. The generation is paid for by now, so storing must not fail.
+ */
 const definitionFrom = (input: { prompt: string; response: string; model: string; provider: string }): JsonObject => {
   let spec: JsonObject | null = null;
   try {
-    const parsed: unknown = JSON.parse(input.response);
-    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) spec = parsed as JsonObject;
+    const parsed: unknown = hasEscapedKey(input.response) ? null : JSON.parse(input.response);
+    if (
+      parsed !== null &&
+      typeof parsed === 'object' &&
+      !Array.isArray(parsed) &&
+      nestsWithin(parsed, MAX_DEFINITION_DEPTH - 1) &&
+      !hasUnstorableText(parsed)
+    ) {
+      spec = parsed as JsonObject;
+    }
   } catch {
     // Not JSON: keep the text.
   }

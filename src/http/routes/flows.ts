@@ -6,7 +6,7 @@ import type { TierName } from '../../ledger/tiers.js';
 import { decodeCursor, type KeysetCursor } from '../../membership/cursor.js';
 import type { AccountTier } from '../../membership/ports.js';
 import { checkTier, type PlanLimitReached, upgradeRequiredMessage } from '../../membership/tier-gates.js';
-import type { FlowRow, FlowSummary } from '../../membership/workspace.js';
+import { type FlowRow, type FlowSummary, MAX_DEFINITION_DEPTH, nestsWithin } from '../../membership/workspace.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
 import { bearerSecurity, errorResponses, iso, isoDate, limitParam } from '../schemas.js';
@@ -73,7 +73,8 @@ export const idParams = z.strictObject({ id: z.uuid() });
  */
 export const definitionSchema = z
   .record(z.string(), z.unknown())
-  .describe('A JSON object (any shape); its size counts against the plan storage')
+  .refine((value) => nestsWithin(value, MAX_DEFINITION_DEPTH), `must not nest objects and arrays more than ${MAX_DEFINITION_DEPTH} deep`)
+  .describe(`A JSON object (any shape, nested at most ${MAX_DEFINITION_DEPTH} deep); its size counts against the plan storage`)
   .transform((value) => value as JsonObject);
 
 export const nameSchema = z.string().trim().min(1).max(200);
