@@ -19,9 +19,17 @@ import { hasUnstorableText, mayHoldUnstorableText } from './http/storable-text.j
 import { hasEscapedKey } from './http/json-keys.js';
 import { ApiError } from './http/problem.js';
 import { assertStrictRouteSchema } from './http/schemas.js';
+import { nestsWithin } from './values.js';
 
 /** Default JSON body limit; routes that take more (log batches) raise it themselves. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
+
+/**
+ * How deep any JSON body may nest. Deeper input (a few KiB of brackets) overflowed the stack where it
+ * is written or hashed, a 500 after validation; 1,000 is far beyond any real request (flow definitions
+ * have the same limit).
+ */
+const MAX_BODY_DEPTH = 1000;
 
 /** A hop count becomes "trust the nearest N proxies"; Fastify's types take only the other forms. */
 const trustProxyOption = (value: boolean | number | string[]) =>
@@ -53,10 +61,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return;
     }
     parseJson(request, body as string, (error, value) => {
+      const refuse = (message: string) => done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
       if (!error && mayHoldUnstorableText(body as string) && hasUnstorableText(value)) {
-        const message = 'Text must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored).';
-        done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
-        return;
+        return refuse('Text must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored).');
+      }
+      // Nesting needs two characters a level, so only a body that long can be too deep.
+      if (!error && (body as string).length > 2 * MAX_BODY_DEPTH && !nestsWithin(value, MAX_BODY_DEPTH)) {
+        return refuse(`JSON must not nest objects and arrays more than ${MAX_BODY_DEPTH} deep.`);
       }
       done(error, value);
     });

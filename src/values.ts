@@ -15,3 +15,15 @@ export interface Position {
   readonly major: bigint;
   readonly minor: bigint;
 }
+
+/** Whether a parsed JSON value nests at most `max` objects/arrays deep; walked without recursion. */
+export const nestsWithin = (value: unknown, max: number): boolean => {
+  const pending: [unknown, number][] = [[value, 0]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [item, depth] = next;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth + 1 > max) return false;
+    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+  }
+  return true;
+};

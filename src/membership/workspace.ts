@@ -91,18 +91,6 @@ export interface Workspace {
  */
 export const MAX_DEFINITION_DEPTH = 1000;
 
-/** Whether a parsed JSON value nests at most `max` objects/arrays deep; walked without recursion. */
-export const nestsWithin = (value: unknown, max: number): boolean => {
-  const pending: [unknown, number][] = [[value, 0]];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    const [item, depth] = next;
-    if (item === null || typeof item !== 'object') continue;
-    if (depth + 1 > max) return false;
-    for (const child of Object.values(item)) pending.push([child, depth + 1]);
-  }
-  return true;
-};
-
 /** Storage counted for a definition: the UTF-8 size of its JSON text. */
 export const definitionSize = (definition: JsonObject): number => Buffer.byteLength(JSON.stringify(definition));
 

@@ -421,3 +421,33 @@ describe('text Postgres cannot store (U+0000, lone UTF-16 surrogates) in any JSO
     expect((spent?.data as { description?: string } | undefined)?.description).toBe('ok 😀');
   });
 });
+
+describe('JSON nested deeper than 1,000 levels in any body: 400, nothing appended (it overflowed the stack: a 500)', () => {
+  const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+  it.each([
+    ['spend metadata, 5,000 deep', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(5000)}}}`],
+    ['spend metadata, just past the limit', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(999)}}}`],
+    ['log batch metadata, 5,000 deep', '/logs/batch', `{"logs":[{"action":"a","metadata":{"x":${nested(5000)}}}]}`],
+  ])('%s', async (_name, path, body) => {
+    const caller = await user(50);
+    const before = (await streamEvents(t, caller.userId)).length;
+    const response = await command(t, path, caller, body);
+    expect(response.statusCode, response.body.slice(0, 300)).toBe(400);
+    expect(problemOf(response).code).toBe('validation_failed');
+    expect(await streamEvents(t, caller.userId)).toHaveLength(before);
+    expect(await storedBalance(t, caller.userId)).toEqual({ balance: 50, reserved: 0 });
+  });
+
+  it('metadata nested 900 deep is ordinary input: charged and stored as sent', async () => {
+    const caller = await user(50);
+    const response = await command(t, '/credits/spend', caller, `{"amount":1,"metadata":{"x":${nested(900)}}}`);
+    expect(response.statusCode, response.body.slice(0, 300)).toBe(201);
+    expect(await storedBalance(t, caller.userId)).toEqual({ balance: 49, reserved: 0 });
+    // The read models take it too: the projections reach its position and serve the balance.
+    const credits = await t.app.inject({ method: 'GET', url: `/credits?min_position=${response.json().position}`, headers: { authorization: `Bearer ${caller.token}` } });
+    expect(credits.statusCode, credits.body.slice(0, 300)).toBe(200);
+    expect(credits.json().balance).toBe(49);
+    const activity = await t.app.inject({ method: 'GET', url: `/activity?min_position=${response.json().position}`, headers: { authorization: `Bearer ${caller.token}` } });
+    expect(activity.statusCode, activity.body.slice(0, 300)).toBe(200);
+  });
+});
