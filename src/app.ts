@@ -19,17 +19,17 @@ import { hasUnstorableText, mayHoldUnstorableText } from './http/storable-text.j
 import { hasEscapedKey } from './http/json-keys.js';
 import { ApiError } from './http/problem.js';
 import { assertStrictRouteSchema } from './http/schemas.js';
-import { nestsWithin } from './values.js';
+import { memberNestedBeyond } from './values.js';
 
 /** Default JSON body limit; routes that take more (log batches) raise it themselves. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
 /**
  * How deep any JSON body may nest. Deeper input (a few KiB of brackets) overflowed the stack where it
- * is written or hashed, a 500 after validation; 1,000 is far beyond any real request (flow definitions
- * have the same limit).
+ * is written or hashed, a 500 after validation. Far beyond any real request, and above the 1,000 levels
+ * a flow or component definition may have inside its body (that limit is the route's, named on its field).
  */
-const MAX_BODY_DEPTH = 1000;
+const MAX_BODY_DEPTH = 1024;
 
 /** A hop count becomes "trust the nearest N proxies"; Fastify's types take only the other forms. */
 const trustProxyOption = (value: boolean | number | string[]) =>
@@ -61,14 +61,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return;
     }
     parseJson(request, body as string, (error, value) => {
-      const refuse = (message: string) => done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
+      const refuse = (message: string, path = 'body') => done(new ApiError('validation_failed', message, { errors: [{ path, message }] }), undefined);
       if (!error && mayHoldUnstorableText(body as string) && hasUnstorableText(value)) {
         return refuse('Text must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored).');
       }
       // Nesting needs two characters a level, so only a body that long can be too deep.
-      if (!error && (body as string).length > 2 * MAX_BODY_DEPTH && !nestsWithin(value, MAX_BODY_DEPTH)) {
-        return refuse(`JSON must not nest objects and arrays more than ${MAX_BODY_DEPTH} deep.`);
-      }
+      const deep = !error && (body as string).length > 2 * MAX_BODY_DEPTH ? memberNestedBeyond(value, MAX_BODY_DEPTH) : null;
+      if (deep !== null) return refuse(`must not nest objects and arrays more than ${MAX_BODY_DEPTH} deep`, deep || 'body');
       done(error, value);
     });
   });

@@ -16,14 +16,24 @@ export interface Position {
   readonly minor: bigint;
 }
 
-/** Whether a parsed JSON value nests at most `max` objects/arrays deep; walked without recursion. */
-export const nestsWithin = (value: unknown, max: number): boolean => {
-  const pending: [unknown, number][] = [[value, 0]];
+/**
+ * The top-level member (`name`, or `[index]` in an array) under which a parsed JSON value nests deeper
+ * than `max` objects/arrays, '' when the value itself is too deep for any (max < 1), null when it is
+ * within. Walked without recursion, so any depth can be checked.
+ */
+export const memberNestedBeyond = (value: unknown, max: number): string | null => {
+  if (value === null || typeof value !== 'object') return null;
+  if (max < 1) return '';
+  const array = Array.isArray(value);
+  const pending: [unknown, number, string][] = Object.entries(value).map(([key, item]) => [item, 1, array ? `[${key}]` : key]);
   for (let next = pending.pop(); next; next = pending.pop()) {
-    const [item, depth] = next;
+    const [item, depth, member] = next;
     if (item === null || typeof item !== 'object') continue;
-    if (depth + 1 > max) return false;
-    for (const child of Object.values(item)) pending.push([child, depth + 1]);
+    if (depth + 1 > max) return member;
+    for (const child of Object.values(item)) pending.push([child, depth + 1, member]);
   }
-  return true;
+  return null;
 };
+
+/** Whether a parsed JSON value nests at most `max` objects/arrays deep. */
+export const nestsWithin = (value: unknown, max: number): boolean => memberNestedBeyond(value, max) === null;

@@ -422,11 +422,11 @@ describe('text Postgres cannot store (U+0000, lone UTF-16 surrogates) in any JSO
   });
 });
 
-describe('JSON nested deeper than 1,000 levels in any body: 400, nothing appended (it overflowed the stack: a 500)', () => {
+describe('JSON nested deeper than 1,024 levels in any body: 400, nothing appended (it overflowed the stack: a 500)', () => {
   const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
   it.each([
     ['spend metadata, 5,000 deep', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(5000)}}}`],
-    ['spend metadata, just past the limit', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(999)}}}`],
+    ['spend metadata, just past the limit', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(1023)}}}`],
     ['log batch metadata, 5,000 deep', '/logs/batch', `{"logs":[{"action":"a","metadata":{"x":${nested(5000)}}}]}`],
   ])('%s', async (_name, path, body) => {
     const caller = await user(50);
@@ -434,6 +434,7 @@ describe('JSON nested deeper than 1,000 levels in any body: 400, nothing appende
     const response = await command(t, path, caller, body);
     expect(response.statusCode, response.body.slice(0, 300)).toBe(400);
     expect(problemOf(response).code).toBe('validation_failed');
+    expect(problemOf(response).errors?.[0]?.path).toBe(path === '/logs/batch' ? 'logs' : 'metadata');
     expect(await streamEvents(t, caller.userId)).toHaveLength(before);
     expect(await storedBalance(t, caller.userId)).toEqual({ balance: 50, reserved: 0 });
   });
