@@ -54,7 +54,15 @@ it('large events: size hints from Postgres, batches within their byte budget, ev
     }
   }
 
-  const all = await readAllEvents(store);
+  // readAll serves the log below the oldest open transaction of the whole server (other test files
+  // share it): on a busy machine the newest events can take a moment to show, so read until all do.
+  const written = await db.pool.oneFirst(sql.type(z.object({ n: z.number() }))`select count(*)::int as n from events`);
+  let all = await readAllEvents(store);
+  for (let attempt = 0; attempt < 100 && all.length < written; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    all = await readAllEvents(store);
+  }
+  expect(all).toHaveLength(written);
   const large = all.filter((event) => event.type === 'LauncherLogsRecorded');
   expect(large).toHaveLength(logEvents);
   for (const event of all) {
