@@ -131,6 +131,9 @@ describe('batches and checkpoints', () => {
 
     const successor = runner({ projections: [creditsProjection], batchSize: 4 });
     await successor.start();
+    // The dead connection's advisory lock is released once the server has noticed it is gone: the
+    // successor may first be a follower, which retries the lock every second.
+    for (let attempt = 0; attempt < 50 && !successor.isLeader; attempt++) await new Promise((resolve) => setTimeout(resolve, 100));
     expect(successor.isLeader).toBe(true);
     await waitForProjections(db.pool, store, { target: driver.lastPosition, names: ['credits'] });
     await expectCreditsMatch(driver, userId);
