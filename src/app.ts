@@ -15,21 +15,13 @@ import { errorsPlugin, frameworkError } from './http/plugins/errors.js';
 import { metricsPlugin } from './http/plugins/metrics.js';
 import { genReqId, requestIdsPlugin } from './http/plugins/request-ids.js';
 import { routes } from './http/routes/index.js';
-import { hasUnstorableText, mayHoldUnstorableText } from './http/storable-text.js';
-import { hasEscapedKey } from './http/json-keys.js';
+import { hasUnstorableText } from './http/storable-text.js';
+import { type JsonViolation, textViolation, valueViolation } from './http/json-input.js';
 import { ApiError } from './http/problem.js';
 import { assertStrictRouteSchema } from './http/schemas.js';
-import { memberNestedBeyond } from './values.js';
 
 /** Default JSON body limit; routes that take more (log batches) raise it themselves. */
 export const BODY_LIMIT_BYTES = 64 * 1024;
-
-/**
- * How deep any JSON body may nest. Deeper input (a few KiB of brackets) overflowed the stack where it
- * is written or hashed, a 500 after validation. Far beyond any real request, and above the 1,000 levels
- * a flow or component definition may have inside its body (that limit is the route's, named on its field).
- */
-const MAX_BODY_DEPTH = 1024;
 
 /** A hop count becomes "trust the nearest N proxies"; Fastify's types take only the other forms. */
 const trustProxyOption = (value: boolean | number | string[]) =>
@@ -55,19 +47,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (typeof body === 'string' && hasEscapedKey(body)) {
-      const message = 'JSON object keys must be written without escape sequences (no quotes, backslashes, control characters or \\u escapes in keys).';
-      done(new ApiError('validation_failed', message, { errors: [{ path: 'body', message }] }), undefined);
-      return;
-    }
-    parseJson(request, body as string, (error, value) => {
-      const refuse = (message: string, path = 'body') => done(new ApiError('validation_failed', message, { errors: [{ path, message }] }), undefined);
-      if (!error && mayHoldUnstorableText(body as string) && hasUnstorableText(value)) {
-        return refuse('Text must not contain U+0000 or lone UTF-16 surrogates (they cannot be stored).');
-      }
-      // Nesting needs two characters a level, so only a body that long can be too deep.
-      const deep = !error && (body as string).length > 2 * MAX_BODY_DEPTH ? memberNestedBeyond(value, MAX_BODY_DEPTH) : null;
-      if (deep !== null) return refuse(`must not nest objects and arrays more than ${MAX_BODY_DEPTH} deep`, deep || 'body');
+    const text = body as string;
+    const refuse = ({ path, message }: JsonViolation) => done(new ApiError('validation_failed', message, { errors: [{ path, message }] }), undefined);
+    const before = textViolation(text);
+    if (before !== null) return refuse(before);
+    parseJson(request, text, (error, value) => {
+      const after = error ? null : valueViolation(text, value);
+      if (after !== null) return refuse(after);
       done(error, value);
     });
   });

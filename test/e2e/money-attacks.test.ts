@@ -428,6 +428,7 @@ describe('JSON nested deeper than 1,024 levels in any body: 400, nothing appende
     ['spend metadata, 5,000 deep', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(5000)}}}`],
     ['spend metadata, just past the limit', '/credits/spend', `{"amount":1,"metadata":{"x":${nested(1023)}}}`],
     ['log batch metadata, 5,000 deep', '/logs/batch', `{"logs":[{"action":"a","metadata":{"x":${nested(5000)}}}]}`],
+    ['spend metadata 30,000 deep around a U+0000 escape', '/credits/spend', `{"amount":1,"metadata":{"x":${'['.repeat(30_000)}"\\u0000"${']'.repeat(30_000)}}}`],
   ])('%s', async (_name, path, body) => {
     const caller = await user(50);
     const before = (await streamEvents(t, caller.userId)).length;

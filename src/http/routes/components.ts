@@ -3,13 +3,11 @@ import { z } from 'zod';
 import type { JsonObject } from '../../core/event-store.js';
 import { BUILTIN_COMPONENTS } from '../../membership/builtin-components.js';
 import { type ComponentRow, MAX_DEFINITION_DEPTH } from '../../membership/workspace.js';
-import { nestsWithin } from '../../values.js';
 import { idempotencyKeyOf, REPLAYED_HEADER } from '../idempotency.js';
-import { hasEscapedKey } from '../json-keys.js';
+import { textViolation, valueViolation } from '../json-input.js';
 import { principalOf } from '../plugins/auth.js';
 import { ApiError } from '../problem.js';
 import { bearerSecurity, errorResponses, iso, isoDate } from '../schemas.js';
-import { hasUnstorableText } from '../storable-text.js';
 import { definitionSchema, idParams, nameSchema, pageQuery, planLimitError, requireTier, tierOf } from './flows.js';
 
 /**
@@ -69,14 +67,9 @@ const componentPrompt = (prompt: string) =>
 const definitionFrom = (input: { prompt: string; response: string; model: string; provider: string }): JsonObject => {
   let spec: JsonObject | null = null;
   try {
-    const parsed: unknown = hasEscapedKey(input.response) ? null : JSON.parse(input.response);
-    if (
-      parsed !== null &&
-      typeof parsed === 'object' &&
-      !Array.isArray(parsed) &&
-      nestsWithin(parsed, MAX_DEFINITION_DEPTH - 1) &&
-      !hasUnstorableText(parsed)
-    ) {
+    const parsed: unknown = textViolation(input.response) === null ? JSON.parse(input.response) : null;
+    // The spec sits one level inside the definition.
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) && valueViolation(input.response, parsed, MAX_DEFINITION_DEPTH - 1) === null) {
       spec = parsed as JsonObject;
     }
   } catch {
